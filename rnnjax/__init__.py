@@ -1,0 +1,51 @@
+"""rnnjax: recurrent neural networks for JAX.
+
+Pure cells over parameter pytrees (``rnnjax.lstm``, ``rnnjax.gru``, ...), unrolled
+by ``rnnjax.unroll`` through fused kernels, stacked by ``rnnjax.stack``.
+"""
+
+from rnnjax.cells import (
+    GRU,
+    LSTM,
+    MGU,
+    MUT1,
+    MUT2,
+    MUT3,
+    Cell,
+    Initializers,
+    LSTMState,
+    SimpleRNN,
+    gru,
+    lstm,
+    mgu,
+    mut1,
+    mut2,
+    mut3,
+    simple_rnn,
+)
+from rnnjax.checks import check_lengths
+from rnnjax.unroll import unroll
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "MGU",
+    "MUT1",
+    "MUT2",
+    "MUT3",
+    "Cell",
+    "Initializers",
+    "LSTMState",
+    "SimpleRNN",
+    "check_lengths",
+    "gru",
+    "lstm",
+    "mgu",
+    "mut1",
+    "mut2",
+    "mut3",
+    "simple_rnn",
+    "unroll",
+]

@@ -1,0 +1,13 @@
+"""Pure cell definitions, one family per file."""
+
+from rnnjax.cells.base import Cell, Initializers
+from rnnjax.cells.gru import GRU, MGU, gru, mgu
+from rnnjax.cells.lstm import LSTM, LSTMState, lstm
+from rnnjax.cells.mut import MUT1, MUT2, MUT3, mut1, mut2, mut3
+from rnnjax.cells.simple import SimpleRNN, simple_rnn
+
+__all__ = [
+    "GRU", "LSTM", "MGU", "MUT1", "MUT2", "MUT3", "Cell", "Initializers",
+    "LSTMState", "SimpleRNN", "gru", "lstm", "mgu", "mut1", "mut2", "mut3",
+    "simple_rnn",
+]

@@ -1,0 +1,290 @@
+"""The cell contract, shared pieces of every cell, and the fused-form base class.
+
+Shape legend used across rnnjax: ``B`` batch (any number of leading dimensions),
+``T`` time, ``I`` input features, ``H`` hidden, ``G`` gates, ``K`` the width of the
+recurrent matrix-product operand (``H`` for most cells).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Array = jax.Array
+PyTree = Any
+Initializer = Callable[[Array, tuple[int, ...], Any], Array]
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "tanh": jnp.tanh,
+    "relu": jax.nn.relu,
+    "sigmoid": jax.nn.sigmoid,
+}
+
+
+@runtime_checkable
+class Cell(Protocol):
+    """What every rnnjax cell provides (pure functions over a parameter pytree)."""
+
+    hidden_size: int
+
+    def init(self, key: Array, input_size: int) -> PyTree:
+        """Returns a fresh parameter pytree for inputs of size ``I``."""
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32):
+        """Returns the zero carry with leaves of shape ``(*B, ...)``."""
+
+    def project(self, params: PyTree, x: Array) -> Array:
+        """Input-side pre-activations: ``(..., I) -> (..., Z)``, any leading dims."""
+
+    def recur(self, params: PyTree, carry: PyTree, z: Array, rec_mask=None):
+        """One step of the recurrence on pre-activations ``z`` of shape ``(*B, Z)``.
+
+        ``rec_mask`` (optional, ``(*B, K)``) multiplies the state where it enters a
+        recurrent matrix product (variational recurrent dropout).
+        Returns ``(carry, y)``.
+        """
+
+    def step(self, params: PyTree, carry: PyTree, x: Array):
+        """``recur(params, carry, project(params, x))``."""
+
+
+# ----------------------------------------------------------------------------- utils
+
+
+def expand(v: Array, ndim: int) -> Array:
+    """Reshapes a vector ``(N,)`` to ``(1, ..., 1, N)`` of rank ``ndim``.
+
+    Explicit so that rnnjax runs under ``jax_numpy_rank_promotion="raise"``.
+    """
+    return v.reshape((1,) * (ndim - v.ndim) + v.shape)
+
+
+def linear(x: Array, w: Array, dtype=None) -> Array:
+    """``x @ w`` for ``x`` of shape ``(..., K)`` and ``w`` of shape ``(K, N)``.
+
+    Flattens the leading dimensions into one 2-D product (faster on XLA:CPU than a
+    batched einsum). Operands are cast to ``dtype`` (the compute dtype) when given;
+    the result is float32 (or ``x``'s dtype when wider).
+    """
+    lead = x.shape[:-1]
+    out_dtype = jnp.promote_types(jnp.float32, x.dtype)
+    if dtype is not None:
+        x, w = x.astype(dtype), w.astype(dtype)
+    else:
+        w = w.astype(x.dtype)
+    y = lax.dot_general(
+        x.reshape(-1, x.shape[-1]),
+        w,
+        (((1,), (0,)), ((), ())),
+        preferred_element_type=out_dtype,
+    )
+    return y.reshape((*lead, w.shape[-1]))
+
+
+def layer_norm(x: Array, scale: Array, bias: Array | None, eps: float = 1e-5):
+    """Layer normalisation over the last axis (Ba, Kiros & Hinton 2016)."""
+    mean = jnp.mean(x, axis=-1, keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+    y = (x - mean) * lax.rsqrt(var + eps) * expand(scale, x.ndim)
+    return y if bias is None else y + expand(bias, x.ndim)
+
+
+def split_gates(a: Array, names: tuple[str, ...]) -> dict[str, Array]:
+    """Splits ``(..., G*H)`` into a dict of ``(..., H)`` blocks in ``names`` order."""
+    return dict(zip(names, jnp.split(a, len(names), axis=-1), strict=True))
+
+
+def resolve_activation(name: str | Callable | None, argname: str):
+    """Maps an activation name (or callable, or None for identity) to a function."""
+    if name is None:
+        return lambda x: x
+    if callable(name):
+        return name
+    if name not in ACTIVATIONS:
+        raise ValueError(
+            f"{argname}: expected one of {sorted(ACTIVATIONS)}, a callable or None; "
+            f"got {name!r}"
+        )
+    return ACTIVATIONS[name]
+
+
+def check_positive_int(value, argname: str) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ValueError(f"{argname}: expected a positive int, got {value!r}")
+
+
+def check_key(key, where: str) -> None:
+    if not (isinstance(key, jax.Array) and (
+        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+        or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,))
+    )):
+        raise TypeError(
+            f"{where}: expected a PRNG key (jax.random.key or PRNGKey), got "
+            f"{type(key).__name__} {getattr(key, 'dtype', '')}"
+        )
+
+
+# ----------------------------------------------------------------------- initialisers
+
+
+def glorot_uniform() -> Initializer:
+    """Input weights: Glorot & Bengio 2010 uniform, as Keras."""
+    return jax.nn.initializers.glorot_uniform()
+
+
+def orthogonal_blocks(num_blocks: int) -> Initializer:
+    """Recurrent weights ``(K, G*H)``: an independent orthogonal matrix per gate."""
+    ortho = jax.nn.initializers.orthogonal()
+
+    def init(key, shape, dtype=jnp.float32):
+        rows, cols = shape
+        keys = jax.random.split(key, num_blocks)
+        width = cols // num_blocks
+        return jnp.concatenate([ortho(k, (rows, width), dtype) for k in keys], -1)
+
+    return init
+
+
+def zeros() -> Initializer:
+    return jax.nn.initializers.zeros
+
+
+@dataclasses.dataclass(frozen=True)
+class Initializers:
+    """Initialisers of a cell's three kinds of weight; each ``f(key, shape, dtype)``.
+
+    Defaults: Glorot-uniform input weights, one orthogonal matrix per gate for the
+    recurrent weights (Saxe et al. 2014), zero biases (the LSTM then adds its
+    ``forget_bias``).
+    """
+
+    kernel: Initializer | None = None
+    recurrent: Initializer | None = None
+    bias: Initializer | None = None
+
+    def kernel_or_default(self) -> Initializer:
+        return self.kernel or glorot_uniform()
+
+    def recurrent_or_default(self, num_blocks: int) -> Initializer:
+        return self.recurrent or orthogonal_blocks(num_blocks)
+
+    def bias_or_default(self) -> Initializer:
+        return self.bias or zeros()
+
+
+# ------------------------------------------------------------------------- cell bases
+
+
+@dataclasses.dataclass(frozen=True)
+class CellBase:
+    """Static configuration shared by every cell; subclasses add the maths.
+
+    Attributes:
+      hidden_size: ``H``.
+      dtype: compute dtype of the matrix products (``None``: the inputs' dtype).
+        Parameters stay float32 and the carry float32 whatever the compute dtype.
+      inits: the weight initialisers (see :class:`Initializers`).
+    """
+
+    hidden_size: int
+    dtype: Any = None
+    inits: Initializers = Initializers()
+
+    fusable = False
+
+    def __post_init__(self):
+        check_positive_int(self.hidden_size, "hidden_size")
+
+    @property
+    def output_size(self) -> int:
+        return self.hidden_size
+
+    def step(self, params, carry, x):
+        return self.recur(params, carry, self.project(params, x))
+
+    def check_params(self, params, input_size: int | None = None) -> None:
+        """Raises ValueError when ``params`` do not fit this cell (or ``input_size``)."""
+        try:
+            params_in = self._in(params)
+        except (KeyError, TypeError, AttributeError, IndexError):
+            params_in = None
+        if params_in is not None:
+            expected = jax.eval_shape(lambda: self.init(jax.random.key(0), params_in))
+            if _shapes(params) == _shapes(expected):
+                if input_size is not None and input_size != params_in:
+                    raise ValueError(
+                        f"xs: expected {params_in} input features (the size the "
+                        f"params were initialised for), got {input_size}"
+                    )
+                return
+            raise ValueError(
+                f"params: expected {_shapes(expected)} for {type(self).__name__}, "
+                f"got {_shapes(params)}"
+            )
+        raise ValueError(
+            f"params: expected the pytree of {type(self).__name__}.init (a dict with "
+            f"'w_x', ...), got {_shapes(params)}"
+        )
+
+    def _in(self, params) -> int:
+        return params["w_x"].shape[0]
+
+    def _dense_init(self, key, input_size: int, num_gates: int, rec_rows=None):
+        """``w_x (I, G*H)``, ``w_h (K, G*H)`` and ``b (G*H)`` by the initialisers."""
+        check_positive_int(input_size, "input_size")
+        kx, kh, kb = jax.random.split(key, 3)
+        width = num_gates * self.hidden_size
+        rows = self.hidden_size if rec_rows is None else rec_rows
+        return {
+            "w_x": self.inits.kernel_or_default()(kx, (input_size, width), jnp.float32),
+            "w_h": self.inits.recurrent_or_default(num_gates)(
+                kh, (rows, width), jnp.float32
+            ),
+            "b": self.inits.bias_or_default()(kb, (width,), jnp.float32),
+        }
+
+    def _zeros(self, batch_shape, size, dtype=jnp.float32):
+        return jnp.zeros((*tuple(batch_shape), size), dtype)
+
+
+def _shapes(tree):
+    """``tree`` with each leaf replaced by its shape (for comparison and messages)."""
+    return jax.tree.map(lambda a: tuple(jnp.shape(a)), tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class FusedFormCell(CellBase):
+    """A cell whose recurrence is ``hw = rec_input(carry) @ W`` then elementwise.
+
+    Subclasses define:
+
+    - ``rec_input(carry) -> (*B, K)``: the operand of the recurrent product;
+    - ``rec_weight(params) -> (K, N)``: the recurrent matrix;
+    - ``pointwise_params(params)``: the (small) parameters the update reads;
+    - ``update(pw, carry, z, hw) -> (carry, y)``: the elementwise step.
+
+    Such a cell gets the fused kernels (``rnnjax.kernels``) for free.
+    """
+
+    fusable = True
+
+    def recur(self, params, carry, z, rec_mask=None):
+        operand = self.rec_input(carry)
+        if rec_mask is not None:
+            operand = operand * rec_mask.astype(operand.dtype)
+        hw = linear(operand, self.rec_weight(params), self.dtype)
+        return self.update(self.pointwise_params(params), carry, z, hw)
+
+    def rec_weight(self, params):
+        return params["w_h"]
+
+    def pointwise_params(self, params):
+        return {}
+
+    def project(self, params, x):
+        return linear(x, params["w_x"], self.dtype) + expand(params["b"], x.ndim)

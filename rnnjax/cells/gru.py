@@ -1,0 +1,155 @@
+"""The GRU (Cho et al. 2014) in both reset placements, and the minimal gated unit.
+
+GRU, gate order ``r, z, n`` (PyTorch's), with ``a = x_t W_x + b``::
+
+    r_t = sigmoid(a_r + h_{t-1} W_hr)
+    z_t = sigmoid(a_z + h_{t-1} W_hz)
+    n_t = tanh(a_n + r_t * (h_{t-1} W_hn + b_hn))      reset_after=True
+    n_t = tanh(a_n + (r_t * h_{t-1}) W_hn)             reset_after=False (Cho et al.)
+    h_t = (1 - z_t) * n_t + z_t * h_{t-1}
+
+Parameters: ``w_x (I, 3H)``, ``w_h (H, 3H)``, ``b (3H,)`` (PyTorch's ``b_ih + b_hh``
+for ``r, z``; ``b_in`` for ``n``) and, with ``reset_after=True``, ``b_hn (H,)``.
+
+MGU (Zhou et al. 2016), gate order ``f, n``::
+
+    f_t = sigmoid(a_f + h_{t-1} W_hf)
+    n_t = tanh(a_n + (f_t * h_{t-1}) W_hn)
+    h_t = (1 - f_t) * h_{t-1} + f_t * n_t
+
+Carry of both: ``h (*B, H)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from rnnjax.cells.base import CellBase, FusedFormCell, Initializers, expand, linear
+
+
+def _masked(h, rec_mask):
+    return h if rec_mask is None else h * rec_mask.astype(h.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class GRU(FusedFormCell):
+    """GRU cell; build it with :func:`rnnjax.gru`."""
+
+    reset_after: bool = True
+
+    @property
+    def fusable(self) -> bool:
+        return self.reset_after
+
+    def init(self, key, input_size):
+        params = self._dense_init(key, input_size, 3)
+        if self.reset_after:
+            params["b_hn"] = self.inits.bias_or_default()(
+                jax.random.fold_in(key, 1), (self.hidden_size,), jnp.float32
+            )
+        return params
+
+    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        return self._zeros(batch_shape, self.hidden_size, dtype)
+
+    def rec_input(self, carry):
+        return carry
+
+    def pointwise_params(self, params):
+        return {"b_hn": params["b_hn"]}
+
+    def update(self, pw, carry, z, hw):
+        a_r, a_z, a_n = jnp.split(z, 3, axis=-1)
+        h_r, h_z, h_n = jnp.split(hw, 3, axis=-1)
+        r = jax.nn.sigmoid(a_r + h_r)
+        u = jax.nn.sigmoid(a_z + h_z)
+        n = jnp.tanh(a_n + r * (h_n + expand(pw["b_hn"], h_n.ndim)))
+        h = (1.0 - u) * n + u * carry
+        return h, h
+
+    def recur(self, params, carry, z, rec_mask=None):
+        if self.reset_after:
+            return super().recur(params, carry, z, rec_mask)
+        H = self.hidden_size
+        w_rz, w_n = params["w_h"][:, : 2 * H], params["w_h"][:, 2 * H :]
+        a_r, a_z, a_n = jnp.split(z, 3, axis=-1)
+        h_r, h_z = jnp.split(linear(_masked(carry, rec_mask), w_rz, self.dtype), 2, -1)
+        r = jax.nn.sigmoid(a_r + h_r)
+        u = jax.nn.sigmoid(a_z + h_z)
+        n = jnp.tanh(a_n + linear(_masked(r * carry, rec_mask), w_n, self.dtype))
+        h = (1.0 - u) * n + u * carry
+        return h, h
+
+
+@dataclasses.dataclass(frozen=True)
+class MGU(CellBase):
+    """Minimal gated unit; build it with :func:`rnnjax.mgu`."""
+
+    def init(self, key, input_size):
+        return self._dense_init(key, input_size, 2)
+
+    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        return self._zeros(batch_shape, self.hidden_size, dtype)
+
+    def project(self, params, x):
+        return linear(x, params["w_x"], self.dtype) + expand(params["b"], x.ndim)
+
+    def recur(self, params, carry, z, rec_mask=None):
+        H = self.hidden_size
+        w_f, w_n = params["w_h"][:, :H], params["w_h"][:, H:]
+        a_f, a_n = jnp.split(z, 2, axis=-1)
+        f = jax.nn.sigmoid(a_f + linear(_masked(carry, rec_mask), w_f, self.dtype))
+        n = jnp.tanh(a_n + linear(_masked(f * carry, rec_mask), w_n, self.dtype))
+        h = (1.0 - f) * carry + f * n
+        return h, h
+
+
+def _inits(kernel_init, recurrent_init, bias_init):
+    return Initializers(kernel_init, recurrent_init, bias_init)
+
+
+def gru(
+    hidden_size: int,
+    reset_after: bool = True,
+    *,
+    dtype: Any = None,
+    kernel_init=None,
+    recurrent_init=None,
+    bias_init=None,
+) -> GRU:
+    """A GRU cell (see the module docstring for the equations).
+
+    Args:
+      hidden_size: ``H``.
+      reset_after: ``True`` (cuDNN, PyTorch and Keras default; fused kernels) applies
+        the reset gate after the recurrent product, with its own bias ``b_hn``;
+        ``False`` is Cho et al. 2014's form (reset before the product; scan path).
+      dtype: compute dtype of the matrix products.
+      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
+        defaults Glorot uniform, orthogonal per gate, zeros.
+    """
+    return GRU(
+        hidden_size,
+        dtype=dtype,
+        inits=_inits(kernel_init, recurrent_init, bias_init),
+        reset_after=reset_after,
+    )
+
+
+def mgu(
+    hidden_size: int,
+    *,
+    dtype: Any = None,
+    kernel_init=None,
+    recurrent_init=None,
+    bias_init=None,
+) -> MGU:
+    """Minimal gated unit (Zhou, Wu, Zhang & Zhou 2016): a GRU whose single forget
+    gate plays both the reset and the update role. Arguments as :func:`gru`."""
+    return MGU(
+        hidden_size, dtype=dtype, inits=_inits(kernel_init, recurrent_init, bias_init)
+    )

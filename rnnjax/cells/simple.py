@@ -1,0 +1,69 @@
+"""The Elman (simple) RNN.
+
+    h_t = act(x_t @ w_x + b + h_{t-1} @ w_h)
+
+Parameters: ``w_x (I, H)``, ``w_h (H, H)``, ``b (H,)`` (PyTorch's ``b_ih + b_hh``).
+Carry: ``h (*B, H)``; output ``y_t = h_t``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax.numpy as jnp
+
+from rnnjax.cells.base import FusedFormCell, Initializers, resolve_activation
+
+
+@dataclasses.dataclass(frozen=True)
+class SimpleRNN(FusedFormCell):
+    """Elman RNN cell; build it with :func:`rnnjax.simple_rnn`."""
+
+    activation: str = "tanh"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.activation not in ("tanh", "relu"):
+            raise ValueError(
+                f"activation: expected 'tanh' or 'relu', got {self.activation!r}"
+            )
+
+    def init(self, key, input_size):
+        return self._dense_init(key, input_size, 1)
+
+    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        return self._zeros(batch_shape, self.hidden_size, dtype)
+
+    def rec_input(self, carry):
+        return carry
+
+    def update(self, pw, carry, z, hw):
+        h = resolve_activation(self.activation, "activation")(z + hw)
+        return h, h
+
+
+def simple_rnn(
+    hidden_size: int,
+    activation: str = "tanh",
+    *,
+    dtype: Any = None,
+    kernel_init=None,
+    recurrent_init=None,
+    bias_init=None,
+) -> SimpleRNN:
+    """Elman RNN: ``h_t = act(x_t W_x + b + h_{t-1} W_h)``, ``act`` tanh or relu.
+
+    Args:
+      hidden_size: ``H``.
+      activation: ``"tanh"`` (default) or ``"relu"``.
+      dtype: compute dtype of the matrix products (e.g. ``jnp.bfloat16``).
+      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
+        defaults Glorot uniform, orthogonal, zeros.
+    """
+    return SimpleRNN(
+        hidden_size,
+        dtype=dtype,
+        inits=Initializers(kernel_init, recurrent_init, bias_init),
+        activation=activation,
+    )

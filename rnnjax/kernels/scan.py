@@ -1,0 +1,68 @@
+"""The plain recurrence: ``lax.scan`` over a cell's ``recur``, autodiff by JAX.
+
+This is the reference every fused kernel must equal, and the path for cells that do
+not have the fused form. Inputs are time-major: ``zs (T, *B, Z)`` from
+``cell.project``, ``valid`` and ``resets`` boolean ``(T, *B)`` or ``None``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from rnnjax.cells.base import linear
+
+
+def _broadcast_mask(mask, leaf):
+    return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
+
+
+def tree_where(mask, a, b):
+    """``where(mask, a, b)`` leaf by leaf, ``mask (*B,)`` against leaves ``(*B, X)``."""
+    return jax.tree.map(lambda x, y: jnp.where(_broadcast_mask(mask, x), x, y), a, b)
+
+
+def masked_step(recur, carry0, carry, z, valid, reset):
+    """One step with episode resets and padding.
+
+    ``reset``: the carry returns to ``carry0`` before the step. ``valid`` false:
+    the carry is left unchanged and the output is zero.
+    """
+    carry_in = carry if reset is None else tree_where(reset, carry0, carry)
+    new, y = recur(carry_in, z)
+    if valid is not None:
+        new = tree_where(valid, new, carry)
+        y = jnp.where(_broadcast_mask(valid, y), y, jnp.zeros((), y.dtype))
+    return new, y
+
+
+def fused_form_recur(cell, params, rec_mask):
+    """``recur`` of a fused-form cell with the recurrent weight hoisted out of the
+    loop (built once, cast once to the compute dtype)."""
+    w = cell.rec_weight(params)
+    w = w if cell.dtype is None else w.astype(cell.dtype)
+    pw = cell.pointwise_params(params)
+
+    def recur(carry, z):
+        operand = cell.rec_input(carry)
+        if rec_mask is not None:
+            operand = operand * rec_mask.astype(operand.dtype)
+        return cell.update(pw, carry, z, linear(operand, w, cell.dtype))
+
+    return recur
+
+
+def scan_recurrence(cell, params, carry0, zs, valid=None, resets=None,
+                    rec_mask=None, unroll=1):
+    """Runs ``cell`` over ``zs (T, *B, Z)``; returns ``(carry_T, ys (T, *B, Y))``."""
+    if cell.fusable:
+        recur = fused_form_recur(cell, params, rec_mask)
+    else:
+        recur = lambda carry, z: cell.recur(params, carry, z, rec_mask)
+
+    def body(carry, inputs):
+        z, v, r = inputs
+        return masked_step(recur, carry0, carry, z, v, r)
+
+    return lax.scan(body, carry0, (zs, valid, resets), unroll=unroll)

@@ -1,0 +1,106 @@
+"""Running a cell over a sequence."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+
+from rnnjax import _validate, kernels
+
+
+def unroll(
+    cell,
+    params,
+    xs,
+    *,
+    carry=None,
+    seq_lengths=None,
+    reverse: bool = False,
+    time_major: bool = False,
+    resets=None,
+    unroll: int = 1,
+    impl: str = "auto",
+    rec_mask=None,
+):
+    """Runs ``cell`` over the time axis of ``xs``.
+
+    The input projection of every step is one matrix product before the recurrence;
+    the recurrence runs through ``impl``: ``"scan"`` (plain ``lax.scan``),
+    ``"fused"`` (fused-form cells only) or ``"auto"`` (the fastest valid one).
+
+    Args:
+      cell: an rnnjax cell.
+      params: the cell's parameters (from ``cell.init``).
+      xs: inputs ``(*B, T, I)``, or ``(T, *B, I)`` with ``time_major=True``; ``B``
+        is any number of batch dimensions (none for one sequence).
+      carry: the initial carry (``cell.initial_carry(B)`` when ``None``).
+      seq_lengths: integer ``(*B,)``: valid lengths of right-padded sequences.
+        Outputs past a sequence's length are zero and leave its carry unchanged, so
+        the returned carry is the one after its last valid step. Lengths outside
+        ``[0, T]`` are clipped (``rnnjax.check_lengths`` makes them an error).
+      reverse: run from the end of each sequence to its start; with
+        ``seq_lengths`` only the valid prefix is reversed. Outputs stay aligned
+        with the inputs.
+      time_major: ``xs`` (and ``resets``, and the returned ``ys``) are time-first.
+      resets: boolean, laid out like ``xs`` without its feature axis: where true,
+        the carry returns to the initial carry (``carry``) before that step, for
+        episode boundaries. With ``reverse`` the flag stays with its step.
+      unroll: steps per loop iteration of ``lax.scan``.
+      impl: ``"auto"``, ``"scan"`` or ``"fused"``.
+      rec_mask: optional ``(*B, K)`` multiplier of the recurrent product's operand
+        (variational recurrent dropout; see ``rnnjax.stack``).
+
+    Returns:
+      ``(carry, ys)``: the final carry and outputs ``(*B, T, Y)`` (time-major when
+      ``time_major``).
+    """
+    _validate.check_cell(cell)
+    num_steps, batch_shape = _validate.check_xs(xs, time_major)
+    cell.check_params(params, input_size=xs.shape[-1])
+    recurrence = kernels.select(cell, impl)
+    expected = cell.initial_carry(batch_shape)
+    if carry is None:
+        carry = expected
+    else:
+        _validate.check_carry(carry, expected)
+    lengths = _validate.check_lengths_arg(seq_lengths, batch_shape, num_steps)
+    resets = _validate.check_resets(resets, batch_shape, num_steps, time_major)
+    if not isinstance(unroll, int) or unroll < 1:
+        raise ValueError(f"unroll: expected a positive int, got {unroll!r}")
+
+    xs = xs if time_major else jnp.moveaxis(xs, -2, 0)
+    order = None
+    if reverse:
+        order = _reversal(num_steps, batch_shape, lengths)
+        xs, resets = _permute(xs, order), _permute(resets, order)
+    zs = cell.project(params, xs)
+    valid = None if lengths is None else _valid_mask(num_steps, lengths)
+    carry, ys = recurrence(cell, params, carry, zs, valid, resets, rec_mask, unroll)
+    if reverse:
+        ys = _permute(ys, order)  # the reversal is its own inverse
+    return carry, ys if time_major else jnp.moveaxis(ys, 0, -2)
+
+
+def _valid_mask(num_steps, lengths):
+    """``(T, *B)``: step ``t`` is inside sequence ``b``."""
+    steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
+    return steps < lengths[None]
+
+
+def _reversal(num_steps, batch_shape, lengths):
+    """Time indices that reverse each valid prefix: ``(T,)`` or ``(T, *B)``."""
+    steps = jnp.arange(num_steps)
+    if lengths is None:
+        return steps[::-1]
+    steps = steps.reshape((num_steps,) + (1,) * len(batch_shape))
+    lengths = lengths[None]
+    return jnp.where(steps < lengths, lengths - 1 - steps, steps)
+
+
+def _permute(x, order):
+    """Gathers ``x (T, *B, ...)`` along time by ``order``."""
+    if x is None:
+        return None
+    if order.ndim == 1:
+        return x[order]
+    idx = order.reshape(order.shape + (1,) * (x.ndim - order.ndim))
+    return jnp.take_along_axis(x, idx, axis=0)
