@@ -24,6 +24,7 @@ from rnnjax.cells import (
     simple_rnn,
 )
 from rnnjax.checks import check_lengths
+from rnnjax.layers import Stack, stack
 from rnnjax.unroll import unroll
 
 __version__ = "0.1.0"
@@ -39,6 +40,7 @@ __all__ = [
     "Initializers",
     "LSTMState",
     "SimpleRNN",
+    "Stack",
     "check_lengths",
     "gru",
     "lstm",
@@ -47,5 +49,6 @@ __all__ = [
     "mut2",
     "mut3",
     "simple_rnn",
+    "stack",
     "unroll",
 ]

@@ -119,10 +119,13 @@ def check_positive_int(value, argname: str) -> None:
 
 
 def check_key(key, where: str) -> None:
-    if not (isinstance(key, jax.Array) and (
-        jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-        or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,))
-    )):
+    if not (
+        isinstance(key, jax.Array)
+        and (
+            jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+            or (key.dtype == jnp.uint32 and key.shape[-1:] == (2,))
+        )
+    ):
         raise TypeError(
             f"{where}: expected a PRNG key (jax.random.key or PRNGKey), got "
             f"{type(key).__name__} {getattr(key, 'dtype', '')}"
@@ -207,6 +210,11 @@ class CellBase:
     def step(self, params, carry, x):
         return self.recur(params, carry, self.project(params, x))
 
+    def rec_width(self, params) -> int:
+        """``K``: the width of the state entering the recurrent products (the size
+        of a variational recurrent-dropout mask)."""
+        return self.hidden_size
+
     def check_params(self, params, input_size: int | None = None) -> None:
         """Raises ValueError when ``params`` do not fit this cell (or ``input_size``)."""
         try:
@@ -282,6 +290,9 @@ class FusedFormCell(CellBase):
 
     def rec_weight(self, params):
         return params["w_h"]
+
+    def rec_width(self, params) -> int:
+        return self.rec_weight(params).shape[0]
 
     def pointwise_params(self, params):
         return {}
