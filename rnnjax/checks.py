@@ -22,8 +22,8 @@ def check_lengths(seq_lengths, num_steps: int) -> None:
     lengths = jnp.asarray(seq_lengths)
     checkify.check(
         jnp.all((lengths >= 0) & (lengths <= num_steps)),
-        "seq_lengths: expected every length in [0, {T}], got min {lo} and max {hi}",
-        T=num_steps,
+        f"seq_lengths: expected every length in [0, {num_steps}], got min {{lo}} "
+        "and max {hi}",
         lo=jnp.min(lengths),
         hi=jnp.max(lengths),
     )

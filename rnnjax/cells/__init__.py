@@ -7,7 +7,21 @@ from rnnjax.cells.mut import MUT1, MUT2, MUT3, mut1, mut2, mut3
 from rnnjax.cells.simple import SimpleRNN, simple_rnn
 
 __all__ = [
-    "GRU", "LSTM", "MGU", "MUT1", "MUT2", "MUT3", "Cell", "Initializers",
-    "LSTMState", "SimpleRNN", "gru", "lstm", "mgu", "mut1", "mut2", "mut3",
+    "GRU",
+    "LSTM",
+    "MGU",
+    "MUT1",
+    "MUT2",
+    "MUT3",
+    "Cell",
+    "Initializers",
+    "LSTMState",
+    "SimpleRNN",
+    "gru",
+    "lstm",
+    "mgu",
+    "mut1",
+    "mut2",
+    "mut3",
     "simple_rnn",
 ]

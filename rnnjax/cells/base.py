@@ -207,6 +207,13 @@ class CellBase:
     def output_size(self) -> int:
         return self.hidden_size
 
+    def init(self, key, input_size: int):
+        """Returns fresh parameters for inputs of size ``I`` (see the cell's module
+        docstring for the names and shapes)."""
+        check_key(key, "key")
+        check_positive_int(input_size, "input_size")
+        return self._init(key, input_size)
+
     def step(self, params, carry, x):
         return self.recur(params, carry, self.project(params, x))
 
@@ -216,7 +223,7 @@ class CellBase:
         return self.hidden_size
 
     def check_params(self, params, input_size: int | None = None) -> None:
-        """Raises ValueError when ``params`` do not fit this cell (or ``input_size``)."""
+        """Raises ValueError when ``params`` do not fit this cell or ``input_size``."""
         try:
             params_in = self._in(params)
         except (KeyError, TypeError, AttributeError, IndexError):

@@ -45,7 +45,7 @@ class GRU(FusedFormCell):
     def fusable(self) -> bool:
         return self.reset_after
 
-    def init(self, key, input_size):
+    def _init(self, key, input_size):
         params = self._dense_init(key, input_size, 3)
         if self.reset_after:
             params["b_hn"] = self.inits.bias_or_default()(
@@ -89,7 +89,7 @@ class GRU(FusedFormCell):
 class MGU(CellBase):
     """Minimal gated unit; build it with :func:`rnnjax.mgu`."""
 
-    def init(self, key, input_size):
+    def _init(self, key, input_size):
         return self._dense_init(key, input_size, 2)
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):

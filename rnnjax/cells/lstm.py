@@ -78,10 +78,11 @@ class LSTM(FusedFormCell):
                 f"input_gate={self.input_gate}, forget_gate={self.forget_gate}"
             )
         if self.proj_size is not None and (
-            not isinstance(self.proj_size, int) or not 0 < self.proj_size
+            not isinstance(self.proj_size, int) or not self.proj_size > 0
         ):
-            raise ValueError(f"proj_size: expected a positive int or None, got "
-                             f"{self.proj_size!r}")
+            raise ValueError(
+                f"proj_size: expected a positive int or None, got {self.proj_size!r}"
+            )
         resolve_activation(self.input_activation, "input_activation")
         resolve_activation(self.output_activation, "output_activation")
 
@@ -108,15 +109,17 @@ class LSTM(FusedFormCell):
 
     # ---------------------------------------------------------------- contract
 
-    def init(self, key, input_size):
+    def _init(self, key, input_size):
         kd, kp, kg, kr = jax.random.split(key, 4)
         H, names = self.hidden_size, self.gate_names
         params = self._dense_init(kd, input_size, len(names), self.output_size)
         if "f" in names:
-            shift = jnp.zeros((len(names), H)).at[names.index("f")].set(self.forget_bias)
+            shift = (
+                jnp.zeros((len(names), H)).at[names.index("f")].set(self.forget_bias)
+            )
             params["b"] = params["b"] + shift.reshape(-1)
         if self.peephole:
-            for name, k in zip(("i", "f", "o"), jax.random.split(kp, 3)):
+            for name, k in zip(("i", "f", "o"), jax.random.split(kp, 3), strict=True):
                 if name in names:
                     params[f"peephole_{name}"] = 0.1 * jax.random.uniform(
                         k, (H,), minval=-1.0, maxval=1.0
@@ -140,8 +143,9 @@ class LSTM(FusedFormCell):
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         gates = None
         if self.full_gate_recurrence:
-            gates = self._zeros(batch_shape, len(self.sigmoid_gates) * self.hidden_size,
-                                dtype)
+            gates = self._zeros(
+                batch_shape, len(self.sigmoid_gates) * self.hidden_size, dtype
+            )
         return LSTMState(
             c=self._zeros(batch_shape, self.hidden_size, dtype),
             h=self._zeros(batch_shape, self.output_size, dtype),
@@ -151,7 +155,9 @@ class LSTM(FusedFormCell):
     def project(self, params, x):
         if not self.layer_norm:
             return super().project(params, x)
-        zx = layer_norm(linear(x, params["w_x"], self.dtype), params["ln_x_scale"], None)
+        zx = layer_norm(
+            linear(x, params["w_x"], self.dtype), params["ln_x_scale"], None
+        )
         return zx + expand(params["b"], x.ndim)
 
     # ---------------------------------------------------------------- fused form
@@ -173,8 +179,15 @@ class LSTM(FusedFormCell):
         return jnp.concatenate([params["w_h"], fgr], axis=0)
 
     def pointwise_params(self, params):
-        keep = ("peephole_i", "peephole_f", "peephole_o", "ln_h_scale", "ln_c_scale",
-                "ln_c_bias", "w_hr")
+        keep = (
+            "peephole_i",
+            "peephole_f",
+            "peephole_o",
+            "ln_h_scale",
+            "ln_c_scale",
+            "ln_c_bias",
+            "w_hr",
+        )
         return {k: v for k, v in params.items() if k in keep}
 
     def update(self, pw, carry, z, hw):
@@ -197,7 +210,9 @@ class LSTM(FusedFormCell):
         g = resolve_activation(self.input_activation, "input_activation")(a["g"])
         c = (c_prev if f is None else f * c_prev) + (g if i is None else i * g)
         o = gate("o", c) if self.output_gate else None
-        c_out = layer_norm(c, pw["ln_c_scale"], pw["ln_c_bias"]) if self.layer_norm else c
+        c_out = (
+            layer_norm(c, pw["ln_c_scale"], pw["ln_c_bias"]) if self.layer_norm else c
+        )
         h = resolve_activation(self.output_activation, "output_activation")(c_out)
         h = h if o is None else o * h
         if self.proj_size is not None:

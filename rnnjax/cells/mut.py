@@ -54,7 +54,7 @@ class _MUT(CellBase):
     h_gates = 0  # columns of w_h, in units of H
     uses_raw_x = True
 
-    def init(self, key, input_size):
+    def _init(self, key, input_size):
         H = self.hidden_size
         if self.uses_raw_x and not self.embed_input and input_size != H:
             raise ValueError(
@@ -67,8 +67,9 @@ class _MUT(CellBase):
         params = {}
         x_size = input_size
         if self.embed_input:
-            params["w_e"] = self.inits.kernel_or_default()(ke, (input_size, H),
-                                                          jnp.float32)
+            params["w_e"] = self.inits.kernel_or_default()(
+                ke, (input_size, H), jnp.float32
+            )
             x_size = H
         params["w_x"] = self.inits.kernel_or_default()(
             kx, (x_size, self.x_gates * H), jnp.float32
@@ -128,7 +129,9 @@ class MUT2(_MUT):
         H = self.hidden_size
         a_z, a_r, a_h = jnp.split(z, 3, axis=-1)
         h_z, h_r = jnp.split(
-            linear(_masked(carry, rec_mask), params["w_h"][:, : 2 * H], self.dtype), 2, -1
+            linear(_masked(carry, rec_mask), params["w_h"][:, : 2 * H], self.dtype),
+            2,
+            -1,
         )
         zg, r = jax.nn.sigmoid(a_z + h_z), jax.nn.sigmoid(a_r + h_r)
         return self._mix(params, carry, zg, r, a_h, rec_mask)
@@ -185,8 +188,10 @@ _ARGS = """
       kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
         defaults Glorot uniform, orthogonal per block, zeros.
     """
-mut1 = _factory(MUT1, "MUT1 of Jozefowicz et al. 2015 (needs I == H or embed_input)."
-                + _ARGS)
-mut2 = _factory(MUT2, "MUT2 of Jozefowicz et al. 2015 (needs I == H or embed_input)."
-                + _ARGS)
+mut1 = _factory(
+    MUT1, "MUT1 of Jozefowicz et al. 2015 (needs I == H or embed_input)." + _ARGS
+)
+mut2 = _factory(
+    MUT2, "MUT2 of Jozefowicz et al. 2015 (needs I == H or embed_input)." + _ARGS
+)
 mut3 = _factory(MUT3, "MUT3 of Jozefowicz et al. 2015." + _ARGS)

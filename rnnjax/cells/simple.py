@@ -29,7 +29,7 @@ class SimpleRNN(FusedFormCell):
                 f"activation: expected 'tanh' or 'relu', got {self.activation!r}"
             )
 
-    def init(self, key, input_size):
+    def _init(self, key, input_size):
         return self._dense_init(key, input_size, 1)
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
