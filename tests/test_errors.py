@@ -81,7 +81,7 @@ def test_params_of_another_cell(setup):
 def test_bad_lengths(setup, lengths, exc, match):
     cell, params, xs = setup
     raises_under_jit(
-        lambda l: rnnjax.unroll(cell, params, xs, seq_lengths=l),
+        lambda lens: rnnjax.unroll(cell, params, xs, seq_lengths=lens),
         lengths,
         exc=exc,
         match=match,
@@ -178,7 +178,7 @@ def test_bad_stack_options_and_carry():
 
 
 def test_mut1_input_size():
-    with pytest.raises(ValueError, match="input_size: MUT1.*embed_input=True"):
+    with pytest.raises(ValueError, match=r"input_size: MUT1.*embed_input=True"):
         rnnjax.mut1(H).init(jax.random.key(0), INPUT)
 
 

@@ -28,8 +28,9 @@ from rnnjax.cells.base import linear
 from rnnjax.kernels.scan import masked_step, tree_where
 
 
-def fused_recurrence(cell, params, carry0, zs, valid=None, resets=None,
-                     rec_mask=None, unroll=1):
+def fused_recurrence(
+    cell, params, carry0, zs, valid=None, resets=None, rec_mask=None, unroll=1
+):
     """Same contract as :func:`rnnjax.kernels.scan.scan_recurrence`."""
     if not cell.fusable:
         raise ValueError(
@@ -76,8 +77,9 @@ def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
 def _fused(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask):
-    carry_t, ys, _, _ = _forward(cell, unroll, pw, w, carry0, zs, valid, resets,
-                                 rec_mask)
+    carry_t, ys, _, _ = _forward(
+        cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask
+    )
     return carry_t, ys
 
 
@@ -85,8 +87,9 @@ def _fused(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask):
 def _fused_jvp(cell, unroll, primals, tangents):
     pw, w, carry0, zs, valid, resets, rec_mask = primals
     dpw, dw, dcarry0, dzs = tangents[:4]
-    carry_t, ys, carries, hws = _forward(cell, unroll, pw, w, carry0, zs, valid,
-                                         resets, rec_mask)
+    carry_t, ys, carries, hws = _forward(
+        cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask
+    )
     # The weight term of every step at once: (T*B, K) @ (K, N).
     ops = _operand(cell, carries, _stacked(carry0), resets, _stacked(rec_mask))
     hw_from_dw = linear(ops, dw, cell.dtype)

@@ -53,8 +53,9 @@ def fused_form_recur(cell, params, rec_mask):
     return recur
 
 
-def scan_recurrence(cell, params, carry0, zs, valid=None, resets=None,
-                    rec_mask=None, unroll=1):
+def scan_recurrence(
+    cell, params, carry0, zs, valid=None, resets=None, rec_mask=None, unroll=1
+):
     """Runs ``cell`` over ``zs (T, *B, Z)``; returns ``(carry_T, ys (T, *B, Y))``."""
     if cell.fusable:
         recur = fused_form_recur(cell, params, rec_mask)
