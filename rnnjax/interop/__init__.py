@@ -1,0 +1,32 @@
+"""Weight conversion to and from PyTorch and Keras.
+
+rnnjax cells compute ``x @ w_x + b + h @ w_h`` with ``w_x (I, G*H)``,
+``w_h (K, G*H)`` and one bias ``b (G*H,)``; gate blocks are LSTM ``i, f, g, o`` and
+GRU ``r, z, n`` (with the GRU's separate ``b_hn (H,)``, the recurrent bias of ``n``
+that the reset gate multiplies). A :class:`rnnjax.Stack` keeps
+``params[layer][direction]`` and ``carry[layer][direction]``.
+
+PyTorch (``rnnjax.interop.pytorch``): ``w_x = weight_ih.T``, ``w_h = weight_hh.T``,
+``b = bias_ih + bias_hh`` (GRU: ``b[2H:] = bias_ih[2H:]``, ``b_hn =
+bias_hh[2H:]``), LSTMP ``w_hr = weight_hr.T (H, P)``; ``h_n`` and ``c_n`` are
+``(num_layers * num_directions, *B, H_out)``, index ``layer * D + direction``.
+
+- :func:`from_torch`: ``nn.RNN``/``nn.LSTM``/``nn.GRU`` -> ``(model, params)``.
+- :func:`to_torch`: ``(model, params)`` -> the torch module.
+- :func:`torch_state`: final carry -> ``h_n`` or ``(h_n, c_n)``.
+- :func:`torch_carry`: ``h_0`` (and ``c_0``) -> initial carry.
+
+Keras 3 (``rnnjax.interop.keras``): kernels are already ``x @ W``; Keras' GRU gate
+order ``z, r, h`` is reordered to ``r, z, n`` and its ``(2, 3H)`` bias split into
+``b`` and ``b_hn``; Keras' LSTM order ``i, f, c, o`` is rnnjax's.
+
+- :func:`from_keras`: a built ``LSTM``/``GRU`` (or ``Bidirectional`` of one) ->
+  ``(model, params)``.
+
+Neither torch nor keras is imported until a converter runs.
+"""
+
+from rnnjax.interop.keras import from_keras
+from rnnjax.interop.pytorch import from_torch, to_torch, torch_carry, torch_state
+
+__all__ = ["from_keras", "from_torch", "to_torch", "torch_carry", "torch_state"]
