@@ -4,6 +4,7 @@ Pure cells over parameter pytrees (``rnnjax.lstm``, ``rnnjax.gru``, ...), unroll
 by ``rnnjax.unroll`` through fused kernels, stacked by ``rnnjax.stack``.
 """
 
+from rnnjax import interop
 from rnnjax.cells import (
     GRU,
     LSTM,
@@ -42,6 +43,7 @@ __all__ = [
     "SimpleRNN",
     "Stack",
     "check_lengths",
+    "interop",
     "gru",
     "lstm",
     "mgu",
