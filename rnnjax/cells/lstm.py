@@ -15,7 +15,9 @@ With ``a = x_t W_x + b + [h_{t-1}, gates_{t-1}] W_h`` split into the present gat
 ``full_gate_recurrence=True`` (Greff's FGR) the sigmoid gates of ``t-1`` are fed back
 through ``w_gg (S*H, S*H)``, ``S`` the number of sigmoid gates, into the sigmoid gates'
 pre-activations. With ``layer_norm=True`` (Ba et al. 2016): ``a = LN(x W_x) +
-LN(h W_h) + b`` (scales ``ln_x_scale``, ``ln_h_scale``; their shifts are ``b``) and
+LN(h W_h) + b`` (scales ``ln_x_scale``, ``ln_h_scale``; their shifts are ``b``; with
+FGR the whole recurrent term ``[h, gates] W_h`` is normalised together; epsilon 1e-5)
+and
 ``h_t = o_t * tanh(LN(c_t))`` (``ln_c_scale``, ``ln_c_bias``); ``c_t`` itself is not
 normalised.
 
@@ -82,6 +84,11 @@ class LSTM(FusedFormCell):
         ):
             raise ValueError(
                 f"proj_size: expected a positive int or None, got {self.proj_size!r}"
+            )
+        if self.full_gate_recurrence and not self.sigmoid_gates:
+            raise ValueError(
+                "full_gate_recurrence=True feeds the sigmoid gates back: expected at "
+                "least one of input_gate, forget_gate, output_gate; got none"
             )
         resolve_activation(self.input_activation, "input_activation")
         resolve_activation(self.output_activation, "output_activation")
@@ -248,7 +255,8 @@ def lstm(
     Args:
       hidden_size: ``H``, the size of the cell state.
       forget_bias: added to the forget gate's bias at initialisation (1.0, as
-        Jozefowicz et al. 2015 recommend).
+        Jozefowicz et al. 2015 recommend). Without a forget-gate block (``coupled``
+        or ``forget_gate=False``) there is nothing to add it to and it is unused.
       peephole: diagonal peephole weights (Gers & Schmidhuber 2000): ``i`` and ``f``
         see ``c_{t-1}``, ``o`` sees ``c_t``.
       coupled: CIFG, ``f = 1 - i`` (needs both gates enabled).

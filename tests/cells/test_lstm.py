@@ -297,23 +297,22 @@ def test_unknown_activation_raises(argname, name):
 
 @pytest.mark.parametrize(
     "proj_size",
-    [
-        0,
-        -2,
-        2.0,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="bug: bool passes isinstance(int); output_size becomes True "
-                "and w_hr (H, 1)",
-            ),
-        ),
-    ],
+    [0, -2, 2.0, True],
 )
 def test_bad_proj_size_raises(proj_size):
     with pytest.raises(ValueError, match="proj_size"):
         rnnjax.lstm(H, proj_size=proj_size)
+
+
+def test_fgr_without_sigmoid_gates_raises():
+    with pytest.raises(ValueError, match="full_gate_recurrence"):
+        rnnjax.lstm(
+            H,
+            input_gate=False,
+            forget_gate=False,
+            output_gate=False,
+            full_gate_recurrence=True,
+        )
 
 
 # ------------------------------------------------------------- carry and project
