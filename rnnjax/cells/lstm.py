@@ -80,7 +80,9 @@ class LSTM(FusedFormCell):
                 f"input_gate={self.input_gate}, forget_gate={self.forget_gate}"
             )
         if self.proj_size is not None and (
-            not isinstance(self.proj_size, int) or not self.proj_size > 0
+            not isinstance(self.proj_size, int)
+            or isinstance(self.proj_size, bool)
+            or self.proj_size <= 0
         ):
             raise ValueError(
                 f"proj_size: expected a positive int or None, got {self.proj_size!r}"
