@@ -4,9 +4,9 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
+import jax
+import numpy as np
+import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 
@@ -23,3 +23,14 @@ def randomize(params, seed=0, scale=0.5):
     return jax.tree.map(
         lambda a: jax.numpy.asarray(scale * r.standard_normal(a.shape), a.dtype), params
     )
+
+
+def rel_err(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
+
+
+def assert_close(a, b, what, tol=1e-5):
+    err = rel_err(a, b)
+    assert err < tol, f"{what}: relative error {err:.3g}"

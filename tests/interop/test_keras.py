@@ -8,21 +8,11 @@ import pytest
 
 import rnnjax
 from rnnjax.interop import from_keras
+from tests.conftest import assert_close
 
 keras = pytest.importorskip("keras")
 
 B, T, IN, H = 3, 5, 3, 4
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
-
-
-def assert_close(a, b, what, tol=1e-5):
-    err = rel_err(a, b)
-    assert err < tol, f"{what}: relative error {err:.3g}"
 
 
 def inputs(seed=0):

@@ -13,7 +13,7 @@ import pytest
 
 import rnnjax
 from rnnjax.interop import from_torch, to_torch, torch_carry, torch_state
-from tests.conftest import randomize
+from tests.conftest import assert_close, randomize
 
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
@@ -21,17 +21,6 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa
 B, T, IN, H, P = 3, 5, 3, 4, 2
 LENGTHS = (2, 5, 4)  # one short, one full length, not sorted
 KINDS = ("rnn_tanh", "rnn_relu", "lstm", "lstmp", "gru")
-
-
-def rel_err(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return np.abs(a - b).max() / max(np.abs(b).max(), 1e-30)
-
-
-def assert_close(a, b, what, tol=1e-5):
-    err = rel_err(a, b)
-    assert err < tol, f"{what}: relative error {err:.3g}"
 
 
 def make_module(kind, num_layers=1, bidirectional=False, batch_first=True, **kw):
