@@ -86,6 +86,11 @@ def linear(x: Array, w: Array, dtype=None) -> Array:
     return y.reshape((*lead, w.shape[-1]))
 
 
+def mask_operand(h: Array, rec_mask: Array | None) -> Array:
+    """``h * rec_mask`` (variational recurrent dropout), or ``h`` without a mask."""
+    return h if rec_mask is None else h * rec_mask.astype(h.dtype)
+
+
 def layer_norm(x: Array, scale: Array, bias: Array | None, eps: float = 1e-5):
     """Layer normalisation over the last axis (Ba, Kiros & Hinton 2016)."""
     mean = jnp.mean(x, axis=-1, keepdims=True)
@@ -289,9 +294,7 @@ class FusedFormCell(CellBase):
     fusable = True
 
     def recur(self, params, carry, z, rec_mask=None):
-        operand = self.rec_input(carry)
-        if rec_mask is not None:
-            operand = operand * rec_mask.astype(operand.dtype)
+        operand = mask_operand(self.rec_input(carry), rec_mask)
         hw = linear(operand, self.rec_weight(params), self.dtype)
         return self.update(self.pointwise_params(params), carry, z, hw)
 

@@ -28,11 +28,14 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells.base import CellBase, FusedFormCell, Initializers, expand, linear
-
-
-def _masked(h, rec_mask):
-    return h if rec_mask is None else h * rec_mask.astype(h.dtype)
+from rnnjax.cells.base import (
+    CellBase,
+    FusedFormCell,
+    Initializers,
+    expand,
+    linear,
+    mask_operand,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,10 +80,12 @@ class GRU(FusedFormCell):
         H = self.hidden_size
         w_rz, w_n = params["w_h"][:, : 2 * H], params["w_h"][:, 2 * H :]
         a_r, a_z, a_n = jnp.split(z, 3, axis=-1)
-        h_r, h_z = jnp.split(linear(_masked(carry, rec_mask), w_rz, self.dtype), 2, -1)
+        h_r, h_z = jnp.split(
+            linear(mask_operand(carry, rec_mask), w_rz, self.dtype), 2, -1
+        )
         r = jax.nn.sigmoid(a_r + h_r)
         u = jax.nn.sigmoid(a_z + h_z)
-        n = jnp.tanh(a_n + linear(_masked(r * carry, rec_mask), w_n, self.dtype))
+        n = jnp.tanh(a_n + linear(mask_operand(r * carry, rec_mask), w_n, self.dtype))
         h = (1.0 - u) * n + u * carry
         return h, h
 
@@ -102,8 +107,8 @@ class MGU(CellBase):
         H = self.hidden_size
         w_f, w_n = params["w_h"][:, :H], params["w_h"][:, H:]
         a_f, a_n = jnp.split(z, 2, axis=-1)
-        f = jax.nn.sigmoid(a_f + linear(_masked(carry, rec_mask), w_f, self.dtype))
-        n = jnp.tanh(a_n + linear(_masked(f * carry, rec_mask), w_n, self.dtype))
+        f = jax.nn.sigmoid(a_f + linear(mask_operand(carry, rec_mask), w_f, self.dtype))
+        n = jnp.tanh(a_n + linear(mask_operand(f * carry, rec_mask), w_n, self.dtype))
         h = (1.0 - f) * carry + f * n
         return h, h
 

@@ -38,11 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells.base import CellBase, Initializers, expand, linear
-
-
-def _masked(h, rec_mask):
-    return h if rec_mask is None else h * rec_mask.astype(h.dtype)
+from rnnjax.cells.base import CellBase, Initializers, expand, linear, mask_operand
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +88,7 @@ class _MUT(CellBase):
     def _mix(self, params, h, z, r, a_h, rec_mask):
         """``tanh((r*h) W_hh + a_h) * z + h * (1 - z)``, W_hh the last block."""
         w_hh = params["w_h"][:, -self.hidden_size :]
-        n = jnp.tanh(linear(_masked(r * h, rec_mask), w_hh, self.dtype) + a_h)
+        n = jnp.tanh(linear(mask_operand(r * h, rec_mask), w_hh, self.dtype) + a_h)
         h = n * z + h * (1.0 - z)
         return h, h
 
@@ -111,7 +107,9 @@ class MUT1(_MUT):
     def recur(self, params, carry, z, rec_mask=None):
         a_z, a_r, a_h = jnp.split(z, 3, axis=-1)
         w_hr = params["w_h"][:, : self.hidden_size]
-        r = jax.nn.sigmoid(a_r + linear(_masked(carry, rec_mask), w_hr, self.dtype))
+        r = jax.nn.sigmoid(
+            a_r + linear(mask_operand(carry, rec_mask), w_hr, self.dtype)
+        )
         return self._mix(params, carry, jax.nn.sigmoid(a_z), r, a_h, rec_mask)
 
 
@@ -129,7 +127,9 @@ class MUT2(_MUT):
         H = self.hidden_size
         a_z, a_r, a_h = jnp.split(z, 3, axis=-1)
         h_z, h_r = jnp.split(
-            linear(_masked(carry, rec_mask), params["w_h"][:, : 2 * H], self.dtype),
+            linear(
+                mask_operand(carry, rec_mask), params["w_h"][:, : 2 * H], self.dtype
+            ),
             2,
             -1,
         )
@@ -151,9 +151,11 @@ class MUT3(_MUT):
         a_z, a_r, a_h = jnp.split(z, 3, axis=-1)
         w_hz, w_hr = params["w_h"][:, :H], params["w_h"][:, H : 2 * H]
         zg = jax.nn.sigmoid(
-            a_z + linear(_masked(jnp.tanh(carry), rec_mask), w_hz, self.dtype)
+            a_z + linear(mask_operand(jnp.tanh(carry), rec_mask), w_hz, self.dtype)
         )
-        r = jax.nn.sigmoid(a_r + linear(_masked(carry, rec_mask), w_hr, self.dtype))
+        r = jax.nn.sigmoid(
+            a_r + linear(mask_operand(carry, rec_mask), w_hr, self.dtype)
+        )
         return self._mix(params, carry, zg, r, a_h, rec_mask)
 
 
