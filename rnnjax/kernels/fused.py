@@ -2,19 +2,32 @@
 followed by an elementwise ``update`` (LSTM, GRU with reset after, Elman).
 
 The forward pass is one ``lax.scan`` of one matrix product and one elementwise block
-per step. The derivative is written by hand as a ``custom_jvp``:
+per step. The derivative is written by hand as a ``custom_jvp`` whose tangent is a
+*linear* scan with no nonlinear work left in it:
 
-- the tangent recurrence carries only ``dcarry``; the weight term of every step,
-  ``op_t @ dW``, does not depend on the recurrence, so it is formed for all steps
-  at once as ONE ``(T*B, K) x (K, N)`` product before the tangent scan;
-- reverse mode is JAX's transpose of that linear rule: a reverse scan over the
-  elementwise part and the ``dhw_t @ W^T`` chain, then ``dW = ops^T @ dHW`` as one
-  large product over all time steps (as cuDNN does), and ``dW_x``, ``db`` as single
-  products outside (the input projection is outside the kernel).
+- the forward scan saves, per step, the carry entering the step and ``hw_t``;
+- the elementwise step is linearised for all steps at once, outside any loop
+  (``vmap`` over time of ``jax.linearize``): the gate activations and their
+  derivatives are computed as wide vectorised operations;
+- the terms that do not depend on the recurrence are formed for all steps at once:
+  the weight term ``op_t @ dW`` as ONE ``(T*B, K) x (K, N)`` product, and the
+  input and pointwise-parameter terms as one vectorised JVP;
+- the tangent scan then carries only ``dcarry``: per step one ``dop @ W`` and the
+  linear elementwise map with its precomputed coefficients.
 
-Because the rule is a JVP, forward mode (``jax.jvp``), reverse mode, ``vmap`` and
-``checkpoint`` all work in any order. ``scan.scan_recurrence`` is the reference it
-must equal.
+Reverse mode is JAX's transpose of that linear rule: a reverse scan of the same
+shape (the ``dhw_t @ W^T`` chain and the transposed linear map), then
+``dW = ops^T @ dHW`` as one large product over all time steps (as cuDNN does), and
+``dzs``, ``dpw`` as vectorised products and reductions. No forward step is computed
+twice. Because the rule is a JVP, forward mode (``jax.jvp``), reverse mode, ``vmap``
+and ``checkpoint`` all work in any order. ``scan.scan_recurrence`` is the reference
+it must equal.
+
+XLA:CPU detail that shapes the scans: a wide per-step slice ``zs[t]`` fused into the
+transcendental gate arithmetic compiles to slow code (measured 5-8x slower than the
+same arithmetic on a plain buffer, see ``benchmarks/RESULTS.md``). The scans here
+therefore read step ``t + 1``'s inputs into the loop carry one step ahead
+(software pipelining), so the gate arithmetic reads plain buffers.
 """
 
 from __future__ import annotations
@@ -22,10 +35,12 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from rnnjax.cells.base import linear
-from rnnjax.kernels.scan import masked_step, tree_where
+from rnnjax.kernels.scan import _broadcast_mask, scan_recurrence, tree_where
 
 
 def fused_recurrence(
@@ -37,83 +52,213 @@ def fused_recurrence(
             f"impl: 'fused' needs a cell of the fused form; {type(cell).__name__} "
             "with these options is not (use impl='scan' or 'auto')"
         )
+    if zs.shape[0] == 0:  # nothing to fuse; the reference handles empty sequences
+        return scan_recurrence(
+            cell, params, carry0, zs, valid, resets, rec_mask, unroll
+        )
     w = cell.rec_weight(params)
     pw = cell.pointwise_params(params)
     return _fused(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask)
 
 
-def _operand(cell, carry, carry0, reset, rec_mask):
-    """The recurrent product's left operand: ``rec_input`` after reset and mask."""
-    carry = carry if reset is None else tree_where(reset, carry0, carry)
-    op = cell.rec_input(carry)
-    return op if rec_mask is None else op * rec_mask.astype(op.dtype)
-
-
-def _stacked(tree):
-    """Adds a leading time axis of size 1 (explicit, for rank-promotion safety)."""
-    return jax.tree.map(lambda x: x[None], tree)
+# ------------------------------------------------------------------------ pieces
 
 
 def _cast_w(cell, w):
     return w if cell.dtype is None else w.astype(cell.dtype)
 
 
-def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask):
-    """Forward scan; also returns per-step residuals ``(carry_{t-1}, hw_t)``."""
+def _masked(op, rec_mask):
+    return op if rec_mask is None else op * rec_mask.astype(op.dtype)
+
+
+def _select_valid(v, new, old, y):
+    """Padding: the carry is left unchanged and the output is zero."""
+    if v is None:
+        return new, y
+    y = jnp.where(_broadcast_mask(v, y), y, jnp.zeros((), y.dtype))
+    return tree_where(v, new, old), y
+
+
+def _pipelined_scan(body, init, seq, unroll):
+    """``lax.scan(body, init, seq)`` that hands ``body`` step ``t``'s slice of ``seq``
+    from the loop carry, read one step ahead (see the module docstring)."""
+    num_steps = jax.tree.leaves(seq)[0].shape[0]
+    first = jax.tree.map(lambda a: a[0], seq)
+
+    def step(state, t):
+        carry, cur = state
+        nxt = jax.tree.map(
+            lambda a: lax.dynamic_index_in_dim(
+                a, jnp.minimum(t + 1, num_steps - 1), keepdims=False
+            ),
+            seq,
+        )
+        carry, out = body(carry, cur)
+        return (carry, nxt), out
+
+    (carry, _), outs = lax.scan(
+        step, (init, first), jnp.arange(num_steps, dtype=jnp.int32), unroll=unroll
+    )
+    return carry, outs
+
+
+def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, lin=None):
+    """Forward scan.
+
+    With ``lin`` (a tuple of flags ``(wrt_z, wrt_pw)``), each step also linearises
+    itself where it stands and returns, stacked over time, what the tangent scan
+    needs: the linear map ``(dcarry_in, [dz,] dhw[, dpw]) -> (dnew, dy)``, the linear
+    map ``dcarry_in -> dop`` and the unmasked operand ``op_t`` (for the weight
+    terms). The gate activations and their derivatives are computed once, here.
+    """
     wc = _cast_w(cell, w)
 
     def body(carry, inputs):
         z, v, r = inputs
-        hw = linear(_operand(cell, carry, carry0, r, rec_mask), wc, cell.dtype)
-        recur = lambda c, zz: cell.update(pw, c, zz, hw)
-        new, y = masked_step(recur, carry0, carry, z, v, r)
-        return new, (y, carry, hw)
+        carry_in = carry if r is None else tree_where(r, carry0, carry)
+        op = cell.rec_input(carry_in)
+        hw = linear(_masked(op, rec_mask), wc, cell.dtype)
+        if lin is None:
+            new, y = cell.update(pw, carry_in, z, hw)
+            return _select_valid(v, new, carry, y)
+        (new, y), step_lin = _linearize_update(cell, lin, pw, carry_in, z, hw)
+        _, op_lin = jax.linearize(cell.rec_input, carry_in)
+        new, y = _select_valid(v, new, carry, y)
+        return new, (y, step_lin, op_lin, op)
 
-    carry_t, (ys, carries, hws) = lax.scan(
-        body, carry0, (zs, valid, resets), unroll=unroll
+    carry_t, out = _pipelined_scan(body, carry0, (zs, valid, resets), unroll)
+    if lin is None:
+        return carry_t, out
+    return (carry_t, *out)
+
+
+def _linearize_update(cell, lin, pw, carry_in, z, hw):
+    """``jax.linearize`` of one elementwise step w.r.t. the carry, ``hw`` and, as
+    ``lin = (additive, wrt_z, wrt_pw)`` asks, ``z`` and the pointwise parameters.
+
+    For an additive cell (``update`` reads ``z`` and ``hw`` only as ``z + hw``) the
+    map takes ``d(z + hw)`` in place of ``dhw`` and ``dz``.
+    """
+    additive, wrt_z, wrt_pw = lin
+    if additive:  # linearise w.r.t. a = z + hw; update(pw, c, a, 0) == update(...)
+        zero = jnp.zeros_like(hw)
+
+        def f(c, a, *rest):
+            return cell.update(rest[0] if wrt_pw else pw, c, a, zero)
+
+        return jax.linearize(f, carry_in, z + hw, *((pw,) if wrt_pw else ()))
+
+    def g(c, h, *rest):
+        rest = list(rest)
+        zz = rest.pop(0) if wrt_z else z
+        pp = rest.pop(0) if wrt_pw else pw
+        return cell.update(pp, c, zz, h)
+
+    args = (carry_in, hw) + ((z,) if wrt_z else ()) + ((pw,) if wrt_pw else ())
+    return jax.linearize(g, *args)
+
+
+def _is_additive(cell, pw, carry, z, hw) -> bool:
+    """Whether ``cell.update`` reads ``z`` and ``hw`` only through one ``z + hw``
+    (LSTM without layer norm, Elman): then one tangent ``d(z + hw)`` serves both."""
+    if z.shape != hw.shape or z.dtype != hw.dtype:
+        return False
+    closed = jax.make_jaxpr(lambda zz, hh: cell.update(pw, carry, zz, hh))(z, hw)
+    jaxpr = closed.jaxpr
+    zv, hv = jaxpr.invars
+    users = [e for e in jaxpr.eqns if any(v is zv or v is hv for v in e.invars)]
+    return (
+        len(users) == 1
+        and users[0].primitive.name == "add"
+        and {id(v) for v in users[0].invars} == {id(zv), id(hv)}
+        and not any(v is zv or v is hv for v in jaxpr.outvars)
     )
-    return carry_t, ys, carries, hws
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
 def _fused(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask):
-    carry_t, ys, _, _ = _forward(
-        cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask
+    return _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask)
+
+
+# ------------------------------------------------------------------------ the JVP
+
+
+def _nonzero(tangent) -> bool:
+    """Whether any leaf of a tangent pytree is not a symbolic zero."""
+    leaves = jax.tree.leaves(tangent, is_leaf=lambda x: isinstance(x, SymbolicZero))
+    return any(not isinstance(t, SymbolicZero) for t in leaves)
+
+
+def _instantiate(tangent, primal):
+    """Symbolic zeros replaced by arrays of zeros (leaf by leaf)."""
+    return jax.tree.map(
+        lambda t, p: jnp.zeros_like(p) if isinstance(t, SymbolicZero) else t,
+        tangent,
+        primal,
+        is_leaf=lambda x: isinstance(x, SymbolicZero),
     )
-    return carry_t, ys
 
 
-@_fused.defjvp
 def _fused_jvp(cell, unroll, primals, tangents):
     pw, w, carry0, zs, valid, resets, rec_mask = primals
-    dpw, dw, dcarry0, dzs = tangents[:4]
-    carry_t, ys, carries, hws = _forward(
-        cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask
-    )
-    # The weight term of every step at once: (T*B, K) @ (K, N).
-    ops = _operand(cell, carries, _stacked(carry0), resets, _stacked(rec_mask))
-    hw_from_dw = linear(ops, dw, cell.dtype)
+    dpw, dw, dcarry0, dzs, _, _, dmask = tangents
+    wrt_z, wrt_pw = _nonzero(dzs), _nonzero(dpw)
     wc = _cast_w(cell, w)
+    hw_shape = jax.eval_shape(
+        lambda c: linear(_masked(cell.rec_input(c), rec_mask), wc, cell.dtype), carry0
+    )
+    additive = _is_additive(
+        cell, pw, carry0, zs[0], jnp.zeros(hw_shape.shape, hw_shape.dtype)
+    )
+    carry_t, ys, step_lin, op_lin, ops = _forward(
+        cell,
+        unroll,
+        pw,
+        w,
+        carry0,
+        zs,
+        valid,
+        resets,
+        rec_mask,
+        (additive, wrt_z, wrt_pw),
+    )
+
+    # The weight terms of every step at once: (T*B, K) @ (K, N), one product each.
+    mask = None if rec_mask is None else rec_mask[None]  # explicit time axis
+    hw_terms = []
+    if _nonzero(dw):
+        hw_terms.append(linear(_masked(ops, mask), dw, cell.dtype))
+    if rec_mask is not None and _nonzero(dmask):
+        dm = jnp.broadcast_to(dmask[None], ops.shape).astype(ops.dtype)
+        hw_terms.append(linear(ops * dm, wc, cell.dtype))
+    if additive and wrt_z:  # the input term joins the weight terms: d(z + hw)
+        hw_terms.append(dzs)
+        wrt_z = False
+    u = sum(hw_terms[1:], hw_terms[0]) if hw_terms else None
+    dcarry0 = _instantiate(dcarry0, carry0)
+    extra = (_instantiate(dpw, pw),) if wrt_pw else ()
 
     def tangent_step(dcarry, inputs):
-        carry, z, hw, u, dz, v, r = inputs
-        op_fn = lambda c, c0: _operand(cell, c, c0, r, rec_mask)
-        _, dop = jax.jvp(op_fn, (carry, carry0), (dcarry, dcarry0))
-        dhw = linear(dop, wc, cell.dtype) + u
+        step_lin_t, op_lin_t, u_t, dz_t, v, r = inputs
+        dcarry_in = dcarry if r is None else tree_where(r, dcarry0, dcarry)
+        dhw = linear(_masked(op_lin_t(dcarry_in), rec_mask), wc, cell.dtype)
+        if u_t is not None:
+            dhw = dhw + u_t
+        dz = (dz_t,) if wrt_z else ()
+        dnew, dy = step_lin_t(dcarry_in, dhw, *dz, *extra)
+        return _select_valid(v, dnew, dcarry, dy)
 
-        def step(c, c0, p, zz, h):
-            recur = lambda ci, zi: cell.update(p, ci, zi, h)
-            return masked_step(recur, c0, c, zz, v, r)
-
-        _, (dnew, dy) = jax.jvp(
-            step, (carry, carry0, pw, z, hw), (dcarry, dcarry0, dpw, dz, dhw)
-        )
-        return dnew, dy
-
+    # A plain scan: its per-step inputs are known residuals, which JAX's partial
+    # evaluation hands to the transposed scan as they are.
+    dzs = dzs if wrt_z else None
     dcarry_t, dys = lax.scan(
         tangent_step,
         dcarry0,
-        (carries, zs, hws, hw_from_dw, dzs, valid, resets),
+        (step_lin, op_lin, u, dzs, valid, resets),
         unroll=unroll,
     )
     return (carry_t, ys), (dcarry_t, dys)
+
+
+_fused.defjvp(_fused_jvp, symbolic_zeros=True)

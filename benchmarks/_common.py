@@ -1,0 +1,171 @@
+"""Shared pieces of the CPU benchmark scripts: flags, timing, the table.
+
+Every contender is a pair of callables over its own arguments: ``forward`` returns
+the outputs ``ys (B, T, H)``; ``backward`` returns the gradients of ``sum(ys)``
+w.r.t. the parameters and the inputs. JAX contenders are jitted; the timer blocks on
+every result. Rounds are interleaved across contenders (round ``r`` times each
+contender once) so that the noise of a shared machine falls on all of them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+REFERENCE = "rnnjax auto"
+
+
+@dataclasses.dataclass
+class Contender:
+    name: str
+    forward: Callable[[], Any]
+    backward: Callable[[], Any]
+    block: Callable[[Any], Any] = jax.block_until_ready
+
+
+def parse_args(description: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--batch", type=int, default=32, help="B")
+    p.add_argument("--time", type=int, default=128, help="T")
+    p.add_argument("--input", type=int, default=128, help="I")
+    p.add_argument("--hidden", type=int, default=256, help="H")
+    p.add_argument("--repeats", type=int, default=20, help="timed runs (>= 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first")
+    p.add_argument(
+        "--only", default="", help="comma-separated substrings of contender names"
+    )
+    args = p.parse_args()
+    if args.repeats < 10:
+        p.error("--repeats: at least 10")
+    return args
+
+
+def selected(args, name: str) -> bool:
+    keys = [k.strip() for k in args.only.split(",") if k.strip()]
+    return name == REFERENCE or not keys or any(k in name for k in keys)
+
+
+def jax_contender(name, f, params, xs) -> Contender:
+    """``f(params, xs) -> ys``; jits the forward and the gradient of ``sum(ys)``."""
+    fwd = jax.jit(f)
+    loss = lambda p, x: jnp.sum(f(p, x))
+    bwd = jax.jit(jax.grad(loss, argnums=(0, 1)))
+    return Contender(name, lambda: fwd(params, xs), lambda: bwd(params, xs))
+
+
+def torch_contender(name, module, xs_np) -> Contender:
+    """A PyTorch recurrent module (``batch_first=True``), eager, 2 threads."""
+    import torch
+
+    torch.set_num_threads(2)
+    xs = torch.from_numpy(xs_np)
+
+    def forward():
+        with torch.no_grad():
+            return module(xs)[0]
+
+    def backward():
+        x = xs.clone().requires_grad_(True)
+        for p in module.parameters():
+            p.grad = None
+        module(x)[0].sum().backward()
+        return x.grad
+
+    return Contender(name, forward, backward, block=lambda out: out)
+
+
+def _time_once(fn, block) -> float:
+    start = time.perf_counter()
+    block(fn())
+    return (time.perf_counter() - start) * 1e3
+
+
+def measure(contenders, repeats: int, warmup: int) -> dict[str, tuple[float, float]]:
+    """Median ms of (forward, forward+backward) per contender, interleaved."""
+    for c in contenders:  # compile and warm up
+        for _ in range(warmup):
+            c.block(c.forward())
+            c.block(c.backward())
+    runs = {c.name: ([], []) for c in contenders}
+    for _ in range(repeats):
+        for c in contenders:
+            runs[c.name][0].append(_time_once(c.forward, c.block))
+            runs[c.name][1].append(_time_once(c.backward, c.block))
+    return {
+        n: (statistics.median(f), statistics.median(b)) for n, (f, b) in runs.items()
+    }
+
+
+def table(results, title: str) -> str:
+    ref_f, ref_b = results[REFERENCE]
+    lines = [
+        f"### {title}",
+        "",
+        "| implementation | forward ms | x auto | fwd+bwd ms | x auto |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, (f, b) in results.items():
+        lines.append(
+            f"| {name} | {f:.1f} | {f / ref_f:.2f} | {b:.1f} | {b / ref_b:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def environment() -> str:
+    """Commit, date, CPU model and its AVX-512/AMX flags, library versions."""
+
+    def sh(cmd):
+        try:
+            return subprocess.run(
+                cmd, shell=True, capture_output=True, text=True, check=False
+            ).stdout.strip()
+        except OSError:
+            return "?"
+
+    model = sh("lscpu | sed -n 's/^Model name: *//p'") or platform.processor()
+    flags = sh("grep -m1 '^flags' /proc/cpuinfo").split()
+    avx512 = sorted(f for f in flags if f.startswith("avx512"))
+    amx = sorted(f for f in flags if f.startswith("amx"))
+    import flax
+
+    versions = f"jax {jax.__version__}, flax {flax.__version__}"
+    try:
+        import equinox
+        import torch
+
+        versions += f", equinox {equinox.__version__}, torch {torch.__version__}"
+    except ImportError:
+        pass
+    return "\n".join(
+        [
+            f"- commit: {sh('git rev-parse --short HEAD')}"
+            + (" (dirty tree)" if sh("git status --porcelain -- rnnjax") else ""),
+            f"- date: {time.strftime('%Y-%m-%d %H:%M %Z')}",
+            f"- CPU: {model}, {os.cpu_count()} cores visible",
+            f"- AVX-512: {'yes (' + ' '.join(avx512) + ')' if avx512 else 'no'}",
+            f"- AMX: {'yes (' + ' '.join(amx) + ')' if amx else 'no'}",
+            f"- {versions}",
+        ]
+    )
+
+
+def report(args, results, title: str, script: str) -> None:
+    cmd = (
+        f"python {script} --batch {args.batch} --time {args.time} "
+        f"--input {args.input} --hidden {args.hidden} --repeats {args.repeats}"
+        + (f" --only {args.only}" if args.only else "")
+    )
+    print(table(results, title))
+    print()
+    print(f"- command: `{cmd}`")
+    print(environment())

@@ -1,0 +1,310 @@
+"""The fused recurrence must equal the plain ``lax.scan`` of the same cell.
+
+Values and derivatives (reverse mode w.r.t. every parameter leaf, the inputs and the
+initial carry; forward mode), under ``vmap``, ``checkpoint`` and ``jit``, for every
+fused-form cell and option, with lengths, reversal, resets and recurrent masks.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnnjax
+from tests.conftest import randomize
+
+H, IN, T = 4, 3, 5
+RTOL = 1e-5
+
+FUSABLE = {
+    "simple_tanh": lambda: rnnjax.simple_rnn(H),
+    "simple_relu": lambda: rnnjax.simple_rnn(H, "relu"),
+    "lstm": lambda: rnnjax.lstm(H),
+    "lstm_peephole": lambda: rnnjax.lstm(H, peephole=True),
+    "lstm_coupled": lambda: rnnjax.lstm(H, coupled=True),
+    "lstm_no_input_gate": lambda: rnnjax.lstm(H, input_gate=False),
+    "lstm_no_forget_gate": lambda: rnnjax.lstm(H, forget_gate=False),
+    "lstm_no_output_gate": lambda: rnnjax.lstm(H, output_gate=False),
+    "lstm_no_input_act": lambda: rnnjax.lstm(H, input_activation=None),
+    "lstm_no_output_act": lambda: rnnjax.lstm(H, output_activation=None),
+    "lstm_fgr": lambda: rnnjax.lstm(H, full_gate_recurrence=True),
+    "lstm_layer_norm": lambda: rnnjax.lstm(H, layer_norm=True),
+    "lstm_combo": lambda: rnnjax.lstm(
+        H,
+        peephole=True,
+        coupled=True,
+        full_gate_recurrence=True,
+        layer_norm=True,
+        output_activation="sigmoid",
+    ),
+    "gru": lambda: rnnjax.gru(H),
+}
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def _problem(
+    cell,
+    batch_shape,
+    seed,
+    *,
+    lengths=False,
+    resets=False,
+    rec_mask=False,
+    dtype=jnp.float32,
+):
+    """Random params, inputs, initial carry and the optional arguments."""
+    r = np.random.default_rng(seed)
+    params = randomize(cell.init(jax.random.key(seed), IN), seed=seed)
+    xs = jnp.asarray(r.standard_normal((*batch_shape, T, IN)), dtype)
+    carry = jax.tree.map(
+        lambda a: jnp.asarray(0.5 * r.standard_normal(a.shape), a.dtype),
+        cell.initial_carry(batch_shape),
+    )
+    kwargs = {}
+    if lengths:
+        n = int(np.prod(batch_shape, dtype=int))
+        # zero, full and partial lengths whenever the batch has room for them
+        lens = np.array([0, T, 2, T - 1, 1, T][:n] if n > 1 else [T - 2])
+        kwargs["seq_lengths"] = jnp.asarray(lens.reshape(batch_shape), jnp.int32)
+    if resets:
+        kwargs["resets"] = jnp.asarray(r.random((*batch_shape, T)) < 0.3)
+    if rec_mask:
+        k = cell.rec_input(cell.initial_carry(batch_shape)).shape[-1]
+        mask = (r.random((*batch_shape, k)) < 0.7) / 0.7
+        kwargs["rec_mask"] = jnp.asarray(mask, jnp.float32)
+    return params, xs, carry, kwargs
+
+
+def _run(cell, impl, **kwargs):
+    def f(params, xs, carry):
+        return rnnjax.unroll(cell, params, xs, carry=carry, impl=impl, **kwargs)
+
+    return f
+
+
+def _random_like(tree, seed):
+    r = np.random.default_rng(seed)
+    return jax.tree.map(
+        lambda a: jnp.asarray(r.standard_normal(jnp.shape(a)), a.dtype), tree
+    )
+
+
+def assert_tree_close(got, want, rtol=RTOL):
+    """Leaf by leaf; the absolute floor scales with each leaf's magnitude."""
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for (path, g), w in zip(
+        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True
+    ):
+        g = np.asarray(g, np.float64)
+        w = np.asarray(w, np.float64)
+        atol = rtol * max(1.0, float(np.max(np.abs(w), initial=0.0)))
+        np.testing.assert_allclose(
+            g, w, rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path)
+        )
+
+
+def _values_and_vjp(f, primals, seed):
+    out, vjp = jax.vjp(f, *primals)
+    return out, vjp(_random_like(out, seed))
+
+
+def _check_equal(cell, batch_shape, seed=0, reverse=False, **options):
+    params, xs, carry, kwargs = _problem(cell, batch_shape, seed, **options)
+    fused = jax.jit(
+        lambda *a: _values_and_vjp(
+            _run(cell, "fused", reverse=reverse, **kwargs), a, seed + 1
+        )
+    )
+    scan = jax.jit(
+        lambda *a: _values_and_vjp(
+            _run(cell, "scan", reverse=reverse, **kwargs), a, seed + 1
+        )
+    )
+    assert_tree_close(fused(params, xs, carry), scan(params, xs, carry))
+
+
+# ---------------------------------------------------------------------- values, vjp
+
+
+@pytest.mark.parametrize("name", sorted(FUSABLE))
+def test_plain(name):
+    """No lengths, resets or mask; one unbatched sequence."""
+    _check_equal(FUSABLE[name](), (), seed=1)
+
+
+@pytest.mark.parametrize("name", sorted(FUSABLE))
+def test_everything_at_once(name):
+    """Lengths (with zeros and full), reversal, resets and a recurrent mask."""
+    _check_equal(
+        FUSABLE[name](),
+        (2, 3),
+        seed=2,
+        lengths=True,
+        reverse=True,
+        resets=True,
+        rec_mask=True,
+    )
+
+
+OPTIONS = {
+    "none": {},
+    "lengths": {"lengths": True},
+    "reverse": {"reverse": True},
+    "reverse_lengths": {"reverse": True, "lengths": True},
+    "resets": {"resets": True},
+    "rec_mask": {"rec_mask": True},
+}
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+@pytest.mark.parametrize("option", sorted(OPTIONS))
+def test_options(name, option):
+    """Each option on its own, batch shape ``(3,)``."""
+    _check_equal(FUSABLE[name](), (3,), seed=3, **OPTIONS[option])
+
+
+def test_rec_mask_derivative():
+    """The mask is an ordinary input: its cotangent matches too."""
+    cell = FUSABLE["lstm_fgr"]()
+    params, xs, carry, kwargs = _problem(cell, (3,), 4, rec_mask=True)
+
+    def g(impl):
+        def f(mask):
+            _, ys = rnnjax.unroll(
+                cell, params, xs, carry=carry, rec_mask=mask, impl=impl
+            )
+            return jnp.sum(jnp.sin(ys))
+
+        return jax.grad(f)(kwargs["rec_mask"])
+
+    assert_tree_close(g("fused"), g("scan"))
+
+
+# ---------------------------------------------------------------------- transforms
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm_combo", "gru", "simple_relu"])
+def test_jvp(name):
+    cell = FUSABLE[name]()
+    params, xs, carry, kwargs = _problem(cell, (3,), 5, lengths=True, resets=True)
+    primals = (params, xs, carry)
+    tangents = _random_like(primals, 6)
+
+    def jvp(impl):
+        return jax.jit(lambda p, t: jax.jvp(_run(cell, impl, **kwargs), p, t))(
+            primals, tangents
+        )
+
+    assert_tree_close(jvp("fused"), jvp("scan"))
+
+
+def test_jvp_of_auto_and_grad_of_jvp():
+    """Forward mode through impl="auto", and reverse-over-forward."""
+    cell = FUSABLE["lstm"]()
+    params, xs, carry, _ = _problem(cell, (2,), 7)
+    dxs = _random_like(xs, 8)
+
+    def directional(impl, p):
+        f = lambda x: rnnjax.unroll(cell, p, x, carry=carry, impl=impl)[1]
+        return jnp.sum(jax.jvp(f, (xs,), (dxs,))[1] ** 2)
+
+    for impl in ("auto", "fused"):
+        assert_tree_close(
+            jax.jit(jax.value_and_grad(lambda p, i=impl: directional(i, p)))(params),
+            jax.jit(jax.value_and_grad(lambda p: directional("scan", p)))(params),
+        )
+
+
+@pytest.mark.parametrize("name", ["lstm_peephole", "gru"])
+def test_vmap(name):
+    """vmap over a batch of parameter sets and inputs, of values and gradients."""
+    cell = FUSABLE[name]()
+    problems = [_problem(cell, (2,), s, lengths=True) for s in (9, 10)]
+    stack = lambda *t: jnp.stack(t)
+    params, xs, carry = jax.tree.map(stack, *[p[:3] for p in problems])
+    lengths = problems[0][3]["seq_lengths"]
+
+    def loss(impl, p, x, c):
+        out = rnnjax.unroll(cell, p, x, carry=c, seq_lengths=lengths, impl=impl)
+        return sum(jnp.sum(jnp.tanh(leaf)) for leaf in jax.tree.leaves(out))
+
+    def batched(impl):
+        f = jax.value_and_grad(lambda *a: loss(impl, *a), argnums=(0, 1, 2))
+        return jax.jit(jax.vmap(f))(params, xs, carry)
+
+    assert_tree_close(batched("fused"), batched("scan"))
+
+
+@pytest.mark.parametrize("name", ["lstm_layer_norm", "gru"])
+def test_checkpoint(name):
+    cell = FUSABLE[name]()
+    params, xs, carry, kwargs = _problem(cell, (3,), 11, resets=True)
+
+    def grads(impl):
+        f = jax.checkpoint(_run(cell, impl, **kwargs))
+        loss = lambda *a: jnp.sum(jnp.cos(f(*a)[1]))
+        return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(params, xs, carry)
+
+    assert_tree_close(grads("fused"), grads("scan"))
+
+
+# ---------------------------------------------------------------------- dtypes
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm_combo", "gru", "simple_tanh"])
+def test_bfloat16_compute(name):
+    cell = FUSABLE[name]().__class__(
+        **{**FUSABLE[name]().__dict__, "dtype": jnp.bfloat16}
+    )
+    params, xs, carry, kwargs = _problem(cell, (3,), 12, lengths=True)
+
+    def run(impl):
+        f = _run(cell, impl, **kwargs)
+        grads = jax.grad(lambda *a: jnp.sum(f(*a)[1]), argnums=(0, 1, 2))
+        return jax.jit(lambda *a: (f(*a), grads(*a)))(params, xs, carry)
+
+    (out_f, grads_f), (out_s, _) = run("fused"), run("scan")
+    assert jax.tree.map(lambda a: a.dtype, out_f) == jax.tree.map(
+        lambda a: a.dtype, out_s
+    )
+    assert_tree_close(out_f, out_s, rtol=2e-2)
+    for leaf in jax.tree.leaves(grads_f):
+        assert np.all(np.isfinite(np.asarray(leaf, np.float32)))
+
+
+# ---------------------------------------------------------------------- errors, cache
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: rnnjax.gru(H, reset_after=False), lambda: rnnjax.lstm(H, proj_size=2)],
+    ids=["gru_reset_before", "lstm_proj"],
+)
+def test_fused_rejects_non_fusable(make):
+    cell = make()
+    params = cell.init(jax.random.key(0), IN)
+    xs = jnp.zeros((2, T, IN))
+    with pytest.raises(ValueError, match="impl"):
+        rnnjax.unroll(cell, params, xs, impl="fused")
+    rnnjax.unroll(cell, params, xs, impl="auto")  # falls back to the scan
+
+
+@pytest.mark.parametrize("impl", ["fused", "auto"])
+def test_no_recompile(impl):
+    traces = []
+
+    def loss(params, xs, cell):
+        traces.append(1)  # Python side effect: runs once per trace
+        return jnp.sum(rnnjax.unroll(cell, params, xs, impl=impl)[1])
+
+    step = jax.jit(jax.value_and_grad(loss), static_argnums=2)
+    for seed in (0, 1, 2):
+        cell = rnnjax.lstm(H, peephole=True)  # a new, equal cell every call
+        params, xs, _, _ = _problem(cell, (2,), seed)
+        jax.block_until_ready(step(params, xs, cell))
+    assert len(traces) == 1
+    assert step._cache_size() == 1
