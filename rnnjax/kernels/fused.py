@@ -40,6 +40,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from rnnjax.cells.base import linear
+from rnnjax.kernels import _linear
 from rnnjax.kernels.scan import _broadcast_mask, scan_recurrence, tree_where
 
 
@@ -123,7 +124,7 @@ def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, lin=None)
             new, y = cell.update(pw, carry_in, z, hw)
             return _select_valid(v, new, carry, y)
         (new, y), step_lin = _linearize_update(cell, lin, pw, carry_in, z, hw)
-        _, op_lin = jax.linearize(cell.rec_input, carry_in)
+        _, op_lin = _linear.linearize(cell.rec_input, carry_in)
         new, y = _select_valid(v, new, carry, y)
         return new, (y, step_lin, op_lin, op)
 
@@ -147,7 +148,7 @@ def _linearize_update(cell, lin, pw, carry_in, z, hw):
         def f(c, a, *rest):
             return cell.update(rest[0] if wrt_pw else pw, c, a, zero)
 
-        return jax.linearize(f, carry_in, z + hw, *((pw,) if wrt_pw else ()))
+        return _linear.linearize(f, carry_in, z + hw, *((pw,) if wrt_pw else ()))
 
     def g(c, h, *rest):
         rest = list(rest)
@@ -156,7 +157,7 @@ def _linearize_update(cell, lin, pw, carry_in, z, hw):
         return cell.update(pp, c, zz, h)
 
     args = (carry_in, hw) + ((z,) if wrt_z else ()) + ((pw,) if wrt_pw else ())
-    return jax.linearize(g, *args)
+    return _linear.linearize(g, *args)
 
 
 def _is_additive(cell, pw, carry, z, hw) -> bool:
