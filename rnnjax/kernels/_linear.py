@@ -34,7 +34,7 @@ def linearize(f, *primals):
     """``jax.linearize`` with the linear map compacted (see the module docstring)."""
     out, lin = jax.linearize(f, *primals)
     closed = jax.make_jaxpr(lin)(*primals)
-    builder = _Builder(len(closed.jaxpr.invars))
+    builder = _Builder([v.aval for v in closed.jaxpr.invars])
     outs = builder.run(closed.jaxpr, closed.consts)
     out_refs = [
         builder.output_ref(v, a) for v, a in zip(outs, closed.out_avals, strict=True)
@@ -135,8 +135,9 @@ class _Builder:
     ``coef`` ``None`` (one), a Python number or a known array of the value's shape.
     """
 
-    def __init__(self, num_inputs):
-        self.num_atoms = num_inputs
+    def __init__(self, in_avals):
+        self.num_atoms = len(in_avals)
+        self.sizes = [_size(a.shape) for a in in_avals]  # elements of each atom
         self.code = []
         self.arrays = []
         self._ids = {}
@@ -173,9 +174,11 @@ class _Builder:
             res = prim.bind(*[x[1] for x in ins], **eqn.params)
             return [("known", r) for r in (res if prim.multiple_results else [res])]
         if name == "mul" and len(ins) == 2 and len(lin) == 1:
-            return [("lin", _scale(ins[lin[0]][1], _num(ins[1 - lin[0]][1])))]
+            k = _num(ins[1 - lin[0]][1])
+            return [("lin", _scale(self._narrow(ins[lin[0]][1], k), k))]
         if name == "div" and lin == [0]:
-            return [("lin", _scale(ins[0][1], _reciprocal(_num(ins[1][1]))))]
+            k = _reciprocal(_num(ins[1][1]))
+            return [("lin", _scale(self._narrow(ins[0][1], k), k))]
         if name == "neg":
             return [("lin", _scale(ins[0][1], -1.0))]
         if name in _ADDS and len(lin) == 2:
@@ -194,13 +197,25 @@ class _Builder:
                 args.append(("atom", self.materialize(x[1])))
             else:
                 args.append(self.ref(x[1]))
-        outs = [self._new_atom() for _ in eqn.outvars]
+        outs = [self._new_atom(_size(v.aval.shape)) for v in eqn.outvars]
         self.code.append(("prim", outs, prim, dict(eqn.params), args))
         return [("lin", ((a, None),)) for a in outs]
 
-    def _new_atom(self):
+    def _new_atom(self, size):
+        self.sizes.append(size)
         self.num_atoms += 1
         return self.num_atoms - 1
+
+    def _narrow(self, form, k):
+        """``form``, materialised first when scaling it by ``k`` would widen a
+        coefficient (a broadcast atom times a full-size ``k``): one stored ``k``
+        instead of one new full-size product per term."""
+        size = _size(jnp.shape(k))
+        widens = any(
+            self.sizes[a] < size and c is not None and _size(jnp.shape(c)) < size
+            for a, c in form
+        ) or (len(form) > 1 and any(self.sizes[a] < size for a, _ in form))
+        return ((self.materialize(form), None),) if widens else form
 
     def ref(self, value):
         """A reference to a known value: a literal, or an index into ``arrays``."""
@@ -217,7 +232,8 @@ class _Builder:
     def materialize(self, form):
         if len(form) == 1 and form[0][1] is None:
             return form[0][0]
-        out = self._new_atom()
+        size = max(max(self.sizes[a], _size(jnp.shape(c))) for a, c in form)
+        out = self._new_atom(size)
         terms = [(a, None if c is None else self.ref(c)) for a, c in form]
         self.code.append(("sum", out, terms))
         return out
@@ -226,6 +242,10 @@ class _Builder:
         if val[0] == "lin":
             return ("atom", self.materialize(val[1])), aval
         return self.ref(val[1]), aval
+
+
+def _size(shape):
+    return int(np.prod(shape, dtype=np.int64))
 
 
 def _is_literal(v):
