@@ -210,9 +210,9 @@ class _Builder:
         """``form``, materialised first when scaling it by ``k`` would widen a
         coefficient (a broadcast atom times a full-size ``k``): one stored ``k``
         instead of one new full-size product per term."""
-        size = _size(jnp.shape(k))
+        size = _csize(k)
         widens = any(
-            self.sizes[a] < size and c is not None and _size(jnp.shape(c)) < size
+            self.sizes[a] < size and c is not None and _csize(c) < size
             for a, c in form
         ) or (len(form) > 1 and any(self.sizes[a] < size for a, _ in form))
         return ((self.materialize(form), None),) if widens else form
@@ -232,7 +232,7 @@ class _Builder:
     def materialize(self, form):
         if len(form) == 1 and form[0][1] is None:
             return form[0][0]
-        size = max(max(self.sizes[a], _size(jnp.shape(c))) for a, c in form)
+        size = max(max(self.sizes[a], _csize(c)) for a, c in form)
         out = self._new_atom(size)
         terms = [(a, None if c is None else self.ref(c)) for a, c in form]
         self.code.append(("sum", out, terms))
@@ -246,6 +246,11 @@ class _Builder:
 
 def _size(shape):
     return int(np.prod(shape, dtype=np.int64))
+
+
+def _csize(c):
+    """Elements of a coefficient (one for ``None`` and numbers)."""
+    return 1 if c is None or _is_num(c) else _size(jnp.shape(c))
 
 
 def _is_literal(v):
