@@ -1,8 +1,9 @@
 """Implementations of the recurrence, each next to the reference it must equal.
 
 - ``scan``: the plain ``lax.scan`` over ``cell.recur`` (reference; every cell).
-- ``fused``: fused-form cells, hand-written derivative with the weight products
-  hoisted out of the time loop.
+- ``fused``: fused-form cells; hand-written derivative (a ``custom_jvp`` with a
+  linear tangent scan) with the weight products hoisted out of the time loop;
+  faster than ``scan`` forward and backward (``benchmarks/RESULTS.md``).
 """
 
 from rnnjax.kernels.fused import fused_recurrence

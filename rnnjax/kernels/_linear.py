@@ -212,8 +212,7 @@ class _Builder:
         instead of one new full-size product per term."""
         size = _csize(k)
         widens = any(
-            self.sizes[a] < size and c is not None and _csize(c) < size
-            for a, c in form
+            self.sizes[a] < size and c is not None and _csize(c) < size for a, c in form
         ) or (len(form) > 1 and any(self.sizes[a] < size for a, _ in form))
         return ((self.materialize(form), None),) if widens else form
 

@@ -5,29 +5,32 @@ The forward pass is one ``lax.scan`` of one matrix product and one elementwise b
 per step. The derivative is written by hand as a ``custom_jvp`` whose tangent is a
 *linear* scan with no nonlinear work left in it:
 
-- the forward scan saves, per step, the carry entering the step and ``hw_t``;
-- the elementwise step is linearised for all steps at once, outside any loop
-  (``vmap`` over time of ``jax.linearize``): the gate activations and their
-  derivatives are computed as wide vectorised operations;
+- under differentiation the forward scan also linearises each step where it stands
+  (``_linear.linearize``: ``jax.linearize`` with product chains folded, so the LSTM
+  keeps 6 coefficient arrays per step, the GRU 5) and stacks the coefficients;
 - the terms that do not depend on the recurrence are formed for all steps at once:
-  the weight term ``op_t @ dW`` as ONE ``(T*B, K) x (K, N)`` product, and the
-  input and pointwise-parameter terms as one vectorised JVP;
-- the tangent scan then carries only ``dcarry``: per step one ``dop @ W`` and the
-  linear elementwise map with its precomputed coefficients.
+  the weight term ``op_t @ dW`` as ONE ``(T*B, K) x (K, N)`` product; for additive
+  cells (``update`` reads ``z + hw`` only: LSTM without layer norm, Elman) the input
+  tangent ``dz_t`` joins it, so one tangent ``d(z + hw)`` serves both;
+- the tangent scan carries only ``dcarry``: per step one ``dop @ W`` and the linear
+  elementwise map with its stored coefficients.
 
 Reverse mode is JAX's transpose of that linear rule: a reverse scan of the same
-shape (the ``dhw_t @ W^T`` chain and the transposed linear map), then
-``dW = ops^T @ dHW`` as one large product over all time steps (as cuDNN does), and
-``dzs``, ``dpw`` as vectorised products and reductions. No forward step is computed
-twice. Because the rule is a JVP, forward mode (``jax.jvp``), reverse mode, ``vmap``
-and ``checkpoint`` all work in any order. ``scan.scan_recurrence`` is the reference
-it must equal.
+shape (the ``dhw_t @ W^T`` chain and the transposed map, multiplications and adds
+only), then ``dW = ops^T @ dHW`` as one large product over all time steps (as cuDNN
+does), and ``dzs`` handed to the input projection's own transpose. No forward step
+is computed twice, and nothing nonlinear runs in the reverse loop. Because the rule
+is a JVP, forward mode (``jax.jvp``), reverse mode, ``vmap`` and ``checkpoint`` all
+work in any order. Symbolic zeros skip the terms of inputs that are not
+differentiated. ``scan.scan_recurrence`` is the reference it must equal.
 
-XLA:CPU detail that shapes the scans: a wide per-step slice ``zs[t]`` fused into the
-transcendental gate arithmetic compiles to slow code (measured 5-8x slower than the
-same arithmetic on a plain buffer, see ``benchmarks/RESULTS.md``). The scans here
-therefore read step ``t + 1``'s inputs into the loop carry one step ahead
-(software pipelining), so the gate arithmetic reads plain buffers.
+XLA:CPU detail that shapes the forward scan: a wide per-step slice ``zs[t]`` fused
+into the transcendental gate arithmetic compiles to slow code (the LSTM step took
+about 5x longer; see ``benchmarks/RESULTS.md``). The forward scan therefore reads
+step ``t + 1``'s inputs into the loop carry one step ahead (software pipelining),
+so the gate arithmetic reads plain buffers. The tangent scan stays a plain scan:
+its per-step inputs are residuals that JAX's partial evaluation then hands to the
+transposed scan as they are.
 """
 
 from __future__ import annotations
@@ -107,11 +110,12 @@ def _pipelined_scan(body, init, seq, unroll):
 def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, lin=None):
     """Forward scan.
 
-    With ``lin`` (a tuple of flags ``(wrt_z, wrt_pw)``), each step also linearises
+    With ``lin`` (flags ``(additive, wrt_z, wrt_pw)``), each step also linearises
     itself where it stands and returns, stacked over time, what the tangent scan
-    needs: the linear map ``(dcarry_in, [dz,] dhw[, dpw]) -> (dnew, dy)``, the linear
-    map ``dcarry_in -> dop`` and the unmasked operand ``op_t`` (for the weight
-    terms). The gate activations and their derivatives are computed once, here.
+    needs: the linear map ``(dcarry_in, dhw[, dz][, dpw]) -> (dnew, dy)`` (``dhw``
+    stands for ``d(z + hw)`` when additive), the linear map ``dcarry_in -> dop``
+    and the unmasked operand ``op_t`` (for the weight terms). The gate activations
+    and their derivatives are computed once, here.
     """
     wc = _cast_w(cell, w)
 
@@ -250,8 +254,8 @@ def _fused_jvp(cell, unroll, primals, tangents):
         dnew, dy = step_lin_t(dcarry_in, dhw, *dz, *extra)
         return _select_valid(v, dnew, dcarry, dy)
 
-    # A plain scan: its per-step inputs are known residuals, which JAX's partial
-    # evaluation hands to the transposed scan as they are.
+    # A plain scan (not pipelined): its per-step inputs are known residuals, which
+    # JAX's partial evaluation hands to the transposed scan as they are.
     dzs = dzs if wrt_z else None
     dcarry_t, dys = lax.scan(
         tangent_step,

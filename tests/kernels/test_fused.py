@@ -279,6 +279,14 @@ def test_bfloat16_compute(name):
 # ---------------------------------------------------------------------- errors, cache
 
 
+def test_empty_sequence():
+    cell = FUSABLE["lstm"]()
+    params, _, carry, _ = _problem(cell, (2,), 13)
+    xs = jnp.zeros((2, 0, IN))
+    fused = rnnjax.unroll(cell, params, xs, carry=carry, impl="fused")
+    assert_tree_close(fused, rnnjax.unroll(cell, params, xs, carry=carry, impl="scan"))
+
+
 @pytest.mark.parametrize(
     "make",
     [lambda: rnnjax.gru(H, reset_after=False), lambda: rnnjax.lstm(H, proj_size=2)],
