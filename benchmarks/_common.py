@@ -3,8 +3,11 @@
 Every contender is a pair of callables over its own arguments: ``forward`` returns
 the outputs ``ys (B, T, H)``; ``backward`` returns the gradients of ``sum(ys)``
 w.r.t. the parameters and the inputs. JAX contenders are jitted; the timer blocks on
-every result. Rounds are interleaved across contenders (round ``r`` times each
-contender once) so that the noise of a shared machine falls on all of them alike.
+every result. Rounds are interleaved across the JAX contenders (each round times
+every contender once, in a fresh random order) so that the noise of a shared
+machine falls on all of them alike. PyTorch is timed in its own block afterwards:
+its OpenMP threads keep spinning for a while after each call, which would slow
+down whichever JAX contender came next.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import argparse
 import dataclasses
 import os
 import platform
+import random
 import statistics
 import subprocess
 import time
@@ -31,6 +35,7 @@ class Contender:
     forward: Callable[[], Any]
     backward: Callable[[], Any]
     block: Callable[[Any], Any] = jax.block_until_ready
+    group: str = "jax"
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -81,7 +86,7 @@ def torch_contender(name, module, xs_np) -> Contender:
         module(x)[0].sum().backward()
         return x.grad
 
-    return Contender(name, forward, backward, block=lambda out: out)
+    return Contender(name, forward, backward, block=lambda out: out, group="torch")
 
 
 def _time_once(fn, block) -> float:
@@ -91,18 +96,24 @@ def _time_once(fn, block) -> float:
 
 
 def measure(contenders, repeats: int, warmup: int) -> dict[str, tuple[float, float]]:
-    """Median ms of (forward, forward+backward) per contender, interleaved."""
-    for c in contenders:  # compile and warm up
-        for _ in range(warmup):
-            c.block(c.forward())
-            c.block(c.backward())
+    """Median ms of (forward, forward+backward) per contender (see the module
+    docstring for the order of the runs)."""
     runs = {c.name: ([], []) for c in contenders}
-    for _ in range(repeats):
-        for c in contenders:
-            runs[c.name][0].append(_time_once(c.forward, c.block))
-            runs[c.name][1].append(_time_once(c.backward, c.block))
+    order = random.Random(0)
+    for group in dict.fromkeys(c.group for c in contenders):
+        members = [c for c in contenders if c.group == group]
+        for c in members:  # compile and warm up
+            for _ in range(warmup):
+                c.block(c.forward())
+                c.block(c.backward())
+        for _ in range(repeats):
+            order.shuffle(members)
+            for c in members:
+                runs[c.name][0].append(_time_once(c.forward, c.block))
+                runs[c.name][1].append(_time_once(c.backward, c.block))
     return {
-        n: (statistics.median(f), statistics.median(b)) for n, (f, b) in runs.items()
+        c.name: (statistics.median(runs[c.name][0]), statistics.median(runs[c.name][1]))
+        for c in contenders
     }
 
 

@@ -42,13 +42,21 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from rnnjax.cells.base import linear
+from rnnjax.cells.base import expand, linear
 from rnnjax.kernels import _linear
 from rnnjax.kernels.scan import _broadcast_mask, scan_recurrence, tree_where
 
 
 def fused_recurrence(
-    cell, params, carry0, zs, valid=None, resets=None, rec_mask=None, unroll=1
+    cell,
+    params,
+    carry0,
+    zs,
+    valid=None,
+    resets=None,
+    rec_mask=None,
+    unroll=1,
+    bias=None,
 ):
     """Same contract as :func:`rnnjax.kernels.scan.scan_recurrence`."""
     if not cell.fusable:
@@ -58,11 +66,11 @@ def fused_recurrence(
         )
     if zs.shape[0] == 0:  # nothing to fuse; the reference handles empty sequences
         return scan_recurrence(
-            cell, params, carry0, zs, valid, resets, rec_mask, unroll
+            cell, params, carry0, zs, valid, resets, rec_mask, unroll, bias
         )
     w = cell.rec_weight(params)
     pw = cell.pointwise_params(params)
-    return _fused(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask)
+    return _fused(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, bias)
 
 
 # ------------------------------------------------------------------------ pieces
@@ -107,7 +115,7 @@ def _pipelined_scan(body, init, seq, unroll):
     return carry, outs
 
 
-def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, lin=None):
+def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, bias, lin=None):
     """Forward scan.
 
     With ``lin`` (flags ``(additive, wrt_z, wrt_pw)``), each step also linearises
@@ -121,6 +129,7 @@ def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, lin=None)
 
     def body(carry, inputs):
         z, v, r = inputs
+        z = z if bias is None else z + expand(bias, z.ndim)  # fused into the gates
         carry_in = carry if r is None else tree_where(r, carry0, carry)
         op = cell.rec_input(carry_in)
         hw = linear(_masked(op, rec_mask), wc, cell.dtype)
@@ -182,8 +191,8 @@ def _is_additive(cell, pw, carry, z, hw) -> bool:
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def _fused(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask):
-    return _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask)
+def _fused(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, bias):
+    return _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, bias)
 
 
 # ------------------------------------------------------------------------ the JVP
@@ -206,8 +215,10 @@ def _instantiate(tangent, primal):
 
 
 def _fused_jvp(cell, unroll, primals, tangents):
-    pw, w, carry0, zs, valid, resets, rec_mask = primals
-    dpw, dw, dcarry0, dzs, _, _, dmask = tangents
+    pw, w, carry0, zs, valid, resets, rec_mask, bias = primals
+    dpw, dw, dcarry0, dzs, _, _, dmask, dbias = tangents
+    if bias is not None and _nonzero(dbias):  # the step sees z + bias
+        dzs = _instantiate(dzs, zs) + jnp.broadcast_to(expand(dbias, zs.ndim), zs.shape)
     wrt_z, wrt_pw = _nonzero(dzs), _nonzero(dpw)
     wc = _cast_w(cell, w)
     hw_shape = jax.eval_shape(
@@ -226,6 +237,7 @@ def _fused_jvp(cell, unroll, primals, tangents):
         valid,
         resets,
         rec_mask,
+        bias,
         (additive, wrt_z, wrt_pw),
     )
 

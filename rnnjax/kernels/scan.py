@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax.cells.base import linear
+from rnnjax.cells.base import expand, linear
 
 
 def _broadcast_mask(mask, leaf):
@@ -54,9 +54,22 @@ def fused_form_recur(cell, params, rec_mask):
 
 
 def scan_recurrence(
-    cell, params, carry0, zs, valid=None, resets=None, rec_mask=None, unroll=1
+    cell,
+    params,
+    carry0,
+    zs,
+    valid=None,
+    resets=None,
+    rec_mask=None,
+    unroll=1,
+    bias=None,
 ):
-    """Runs ``cell`` over ``zs (T, *B, Z)``; returns ``(carry_T, ys (T, *B, Y))``."""
+    """Runs ``cell`` over ``zs (T, *B, Z)``; returns ``(carry_T, ys (T, *B, Y))``.
+
+    ``bias`` (optional, ``(Z,)``) is added to every step's ``z``: a caller may
+    project without the bias and let the step add it, which saves a pass over
+    ``zs`` (the fused kernel fuses the add into the gate arithmetic).
+    """
     if cell.fusable:
         recur = fused_form_recur(cell, params, rec_mask)
     else:
@@ -64,6 +77,7 @@ def scan_recurrence(
 
     def body(carry, inputs):
         z, v, r = inputs
+        z = z if bias is None else z + expand(bias, z.ndim)
         return masked_step(recur, carry0, carry, z, v, r)
 
     return lax.scan(body, carry0, (zs, valid, resets), unroll=unroll)

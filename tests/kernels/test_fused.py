@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import rnnjax
+from rnnjax import kernels
 from tests.conftest import randomize
 
 H, IN, T = 4, 3, 5
@@ -274,6 +275,46 @@ def test_bfloat16_compute(name):
     assert_tree_close(out_f, out_s, rtol=2e-2)
     for leaf in jax.tree.leaves(grads_f):
         assert np.all(np.isfinite(np.asarray(leaf, np.float32)))
+
+
+# ---------------------------------------------------------------------- bias
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru"])
+def test_bias_added_by_the_step(name):
+    """``bias=`` (the projection's bias, added inside the step) equals adding it to
+    ``zs`` first, fused and scan, values, VJPs and JVPs."""
+    cell = FUSABLE[name]()
+    params, _, carry, _ = _problem(cell, (3,), 14)
+    width = cell.rec_weight(params).shape[1]
+    zs = jnp.asarray(np.random.default_rng(15).standard_normal((T, 3, width)))
+    zs = zs.astype(jnp.float32)
+    bias = params["b"]
+    valid = jnp.arange(T)[:, None] < jnp.array([T, 2, 0])[None]
+
+    def run(recurrence, with_bias):
+        def f(p, z, b, c):
+            if with_bias:
+                return recurrence(cell, p, c, z, valid, bias=b)
+            return recurrence(cell, p, c, z + b[None, None], valid)
+
+        return f
+
+    primals = (params, zs, bias, carry)
+    tangents = _random_like(primals, 16)
+    want = run(kernels.scan_recurrence, False)
+    for got in (
+        run(kernels.fused_recurrence, True),
+        run(kernels.scan_recurrence, True),
+    ):
+        assert_tree_close(
+            jax.jit(lambda *a, f=got: _values_and_vjp(f, a, 17))(*primals),
+            jax.jit(lambda *a: _values_and_vjp(want, a, 17))(*primals),
+        )
+        assert_tree_close(
+            jax.jit(lambda p, t, f=got: jax.jvp(f, p, t))(primals, tangents),
+            jax.jit(lambda p, t: jax.jvp(want, p, t))(primals, tangents),
+        )
 
 
 # ---------------------------------------------------------------------- errors, cache
