@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from rnnjax.cells.base import expand, linear
+from rnnjax.cells.base import expand, linear, mask_operand
 from rnnjax.kernels import _linear
 from rnnjax.kernels.scan import _broadcast_mask, scan_recurrence, tree_where
 
@@ -78,10 +78,6 @@ def fused_recurrence(
 
 def _cast_w(cell, w):
     return w if cell.dtype is None else w.astype(cell.dtype)
-
-
-def _masked(op, rec_mask):
-    return op if rec_mask is None else op * rec_mask.astype(op.dtype)
 
 
 def _select_valid(v, new, old, y):
@@ -132,7 +128,7 @@ def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, bias, lin
         z = z if bias is None else z + expand(bias, z.ndim)  # fused into the gates
         carry_in = carry if r is None else tree_where(r, carry0, carry)
         op = cell.rec_input(carry_in)
-        hw = linear(_masked(op, rec_mask), wc, cell.dtype)
+        hw = linear(mask_operand(op, rec_mask), wc, cell.dtype)
         if lin is None:
             new, y = cell.update(pw, carry_in, z, hw)
             return _select_valid(v, new, carry, y)
@@ -222,7 +218,8 @@ def _fused_jvp(cell, unroll, primals, tangents):
     wrt_z, wrt_pw = _nonzero(dzs), _nonzero(dpw)
     wc = _cast_w(cell, w)
     hw_shape = jax.eval_shape(
-        lambda c: linear(_masked(cell.rec_input(c), rec_mask), wc, cell.dtype), carry0
+        lambda c: linear(mask_operand(cell.rec_input(c), rec_mask), wc, cell.dtype),
+        carry0,
     )
     additive = _is_additive(
         cell, pw, carry0, zs[0], jnp.zeros(hw_shape.shape, hw_shape.dtype)
@@ -245,7 +242,7 @@ def _fused_jvp(cell, unroll, primals, tangents):
     mask = None if rec_mask is None else rec_mask[None]  # explicit time axis
     hw_terms = []
     if _nonzero(dw):
-        hw_terms.append(linear(_masked(ops, mask), dw, cell.dtype))
+        hw_terms.append(linear(mask_operand(ops, mask), dw, cell.dtype))
     if rec_mask is not None and _nonzero(dmask):
         dm = jnp.broadcast_to(dmask[None], ops.shape).astype(ops.dtype)
         hw_terms.append(linear(ops * dm, wc, cell.dtype))
@@ -259,7 +256,7 @@ def _fused_jvp(cell, unroll, primals, tangents):
     def tangent_step(dcarry, inputs):
         step_lin_t, op_lin_t, u_t, dz_t, v, r = inputs
         dcarry_in = dcarry if r is None else tree_where(r, dcarry0, dcarry)
-        dhw = linear(_masked(op_lin_t(dcarry_in), rec_mask), wc, cell.dtype)
+        dhw = linear(mask_operand(op_lin_t(dcarry_in), rec_mask), wc, cell.dtype)
         if u_t is not None:
             dhw = dhw + u_t
         dz = (dz_t,) if wrt_z else ()
