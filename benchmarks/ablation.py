@@ -1,0 +1,107 @@
+"""Same-process comparison of ``rnnjax/kernels/fused.py`` at several commits.
+
+Each commit's ``fused.py`` is loaded from git as its own module (it imports the rest
+of ``rnnjax`` from the working tree) and run through ``rnnjax.unroll``; all are timed
+in interleaved rounds with the scan reference, forward and forward+backward::
+
+    python benchmarks/ablation.py lstm e0eed2b cfbc6ea HEAD --repeats 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import rnnjax
+import rnnjax.kernels as kernels
+
+
+def load_fused(commit: str):
+    src = subprocess.run(
+        ["git", "show", f"{commit}:rnnjax/kernels/fused.py"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    path = os.path.join(tempfile.mkdtemp(), f"fused_{commit}.py")
+    with open(path, "w") as f:
+        f.write(src)
+    spec = importlib.util.spec_from_file_location(f"fused_{commit}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.fused_recurrence
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("cell", choices=["lstm", "gru"])
+    p.add_argument("commits", nargs="+")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--time", type=int, default=128)
+    p.add_argument("--input", type=int, default=128)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--repeats", type=int, default=20)
+    args = p.parse_args()
+
+    make = rnnjax.lstm if args.cell == "lstm" else rnnjax.gru
+    cell = make(args.hidden)
+    params = cell.init(jax.random.key(0), args.input)
+    shape = (args.batch, args.time, args.input)
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal(shape), jnp.float32)
+    select = kernels.select
+
+    def through(recurrence):
+        def f(p, x):
+            kernels.select = lambda c, impl: recurrence
+            try:
+                return rnnjax.unroll(cell, p, x)[1]
+            finally:
+                kernels.select = select
+
+        return f
+
+    impls = {f"fused @ {c}": through(load_fused(c)) for c in args.commits}
+    impls["scan reference"] = lambda p, x: rnnjax.unroll(cell, p, x, impl="scan")[1]
+    runs = {}
+    for name, f in impls.items():
+        fwd = jax.jit(f).lower(params, xs).compile()
+        loss = lambda p, x, f=f: jnp.sum(f(p, x))
+        bwd = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, xs).compile()
+        temps = [c.memory_analysis().temp_size_in_bytes / 2**20 for c in (fwd, bwd)]
+        runs[name] = (fwd, bwd, temps, [], [])
+        for _ in range(3):
+            jax.block_until_ready(fwd(params, xs))
+            jax.block_until_ready(bwd(params, xs))
+    order, names = random.Random(0), list(runs)
+    for _ in range(args.repeats):
+        order.shuffle(names)
+        for name in names:
+            fwd, bwd, _, tf, tb = runs[name]
+            for fn, out in ((fwd, tf), (bwd, tb)):
+                start = time.perf_counter()
+                jax.block_until_ready(fn(params, xs))
+                out.append((time.perf_counter() - start) * 1e3)
+    print(
+        f"| {args.cell.upper()} | fwd ms | fwd+bwd ms | fwd temp MiB | bwd temp MiB |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for name, (_, _, temps, tf, tb) in runs.items():
+        print(
+            f"| {name} | {statistics.median(tf):.1f} | {statistics.median(tb):.1f} "
+            f"| {temps[0]:.0f} | {temps[1]:.0f} |"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
