@@ -72,9 +72,11 @@ def unroll(
     if reverse:
         order = _reversal(num_steps, batch_shape, lengths)
         xs, resets = _permute(xs, order), _permute(resets, order)
-    zs = cell.project(params, xs)
+    zs, bias = cell.project_split(params, xs)  # the step adds the bias
     valid = None if lengths is None else _valid_mask(num_steps, lengths)
-    carry, ys = recurrence(cell, params, carry, zs, valid, resets, rec_mask, unroll)
+    carry, ys = recurrence(
+        cell, params, carry, zs, valid, resets, rec_mask, unroll, bias=bias
+    )
     if reverse:
         ys = _permute(ys, order)  # the reversal is its own inverse
     return carry, ys if time_major else jnp.moveaxis(ys, 0, -2)

@@ -222,6 +222,20 @@ class CellBase:
     def step(self, params, carry, x):
         return self.recur(params, carry, self.project(params, x))
 
+    def project(self, params, x):
+        z, bias = self.project_split(params, x)
+        return z + expand(bias, x.ndim)
+
+    def project_split(self, params, x):
+        """``project`` as ``(z without its bias, bias (Z,))``.
+
+        ``unroll`` hands the bias to the recurrence, which adds it inside the step
+        where it fuses into the gate arithmetic, instead of a separate pass over the
+        ``(T, B, Z)`` projection (measured: LSTM forward 35 -> 26 ms at B=32, T=128,
+        I=128, H=256 on 2 CPU cores; see benchmarks/RESULTS.md).
+        """
+        return linear(x, params["w_x"], self.dtype), params["b"]
+
     def rec_width(self, params) -> int:
         """``K``: the width of the state entering the recurrent products (the size
         of a variational recurrent-dropout mask)."""
@@ -306,6 +320,3 @@ class FusedFormCell(CellBase):
 
     def pointwise_params(self, params):
         return {}
-
-    def project(self, params, x):
-        return linear(x, params["w_x"], self.dtype) + expand(params["b"], x.ndim)

@@ -100,9 +100,6 @@ class MGU(CellBase):
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         return self._zeros(batch_shape, self.hidden_size, dtype)
 
-    def project(self, params, x):
-        return linear(x, params["w_x"], self.dtype) + expand(params["b"], x.ndim)
-
     def recur(self, params, carry, z, rec_mask=None):
         H = self.hidden_size
         w_f, w_n = params["w_h"][:, :H], params["w_h"][:, H:]

@@ -161,13 +161,11 @@ class LSTM(FusedFormCell):
             gates=gates,
         )
 
-    def project(self, params, x):
-        if not self.layer_norm:
-            return super().project(params, x)
-        zx = layer_norm(
-            linear(x, params["w_x"], self.dtype), params["ln_x_scale"], None
-        )
-        return zx + expand(params["b"], x.ndim)
+    def project_split(self, params, x):
+        z, bias = super().project_split(params, x)
+        if self.layer_norm:
+            z = layer_norm(z, params["ln_x_scale"], None)
+        return z, bias
 
     # ---------------------------------------------------------------- fused form
 

@@ -38,7 +38,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells.base import CellBase, Initializers, expand, linear, mask_operand
+from rnnjax.cells.base import CellBase, Initializers, linear, mask_operand
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,12 +97,10 @@ class _MUT(CellBase):
 class MUT1(_MUT):
     variant, x_gates, h_gates = 1, 2, 2
 
-    def project(self, params, x):
+    def project_split(self, params, x):
         x = self._embed(params, x)
         zr = linear(x, params["w_x"], self.dtype)
-        return jnp.concatenate([zr, jnp.tanh(x).astype(zr.dtype)], -1) + expand(
-            params["b"], x.ndim
-        )
+        return jnp.concatenate([zr, jnp.tanh(x).astype(zr.dtype)], -1), params["b"]
 
     def recur(self, params, carry, z, rec_mask=None):
         a_z, a_r, a_h = jnp.split(z, 3, axis=-1)
@@ -117,11 +115,10 @@ class MUT1(_MUT):
 class MUT2(_MUT):
     variant, x_gates, h_gates = 2, 2, 3
 
-    def project(self, params, x):
+    def project_split(self, params, x):
         x = self._embed(params, x)
         a_z, a_h = jnp.split(linear(x, params["w_x"], self.dtype), 2, axis=-1)
-        z = jnp.concatenate([a_z, x.astype(a_z.dtype), a_h], axis=-1)
-        return z + expand(params["b"], x.ndim)
+        return jnp.concatenate([a_z, x.astype(a_z.dtype), a_h], axis=-1), params["b"]
 
     def recur(self, params, carry, z, rec_mask=None):
         H = self.hidden_size
@@ -142,9 +139,8 @@ class MUT3(_MUT):
     variant, x_gates, h_gates = 3, 3, 3
     uses_raw_x = False
 
-    def project(self, params, x):
-        x = self._embed(params, x)
-        return linear(x, params["w_x"], self.dtype) + expand(params["b"], x.ndim)
+    def project_split(self, params, x):
+        return super().project_split(params, self._embed(params, x))
 
     def recur(self, params, carry, z, rec_mask=None):
         H = self.hidden_size
