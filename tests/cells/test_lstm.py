@@ -24,7 +24,7 @@ import pytest
 import rnnjax
 from tests.cells import _reference as ref
 
-I, H, P = 4, 5, 3  # noqa: E741 (the shape legend; P the projection size)
+I, H, P = 4, 5, 3
 
 # (option name -> rnnjax.lstm keyword arguments). Greff et al.'s names where they
 # exist.

@@ -8,7 +8,7 @@ import pytest
 import rnnjax
 from tests.cells import _reference as ref
 
-I, H = 4, 5  # noqa: E741 (the shape legend: I input, H hidden features)
+I, H = 4, 5
 
 
 def elman_reference(activation):
