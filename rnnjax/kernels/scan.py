@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax.cells.base import expand, linear
+from rnnjax.cells.base import expand, linear, mask_operand
 
 
 def _broadcast_mask(mask, leaf):
@@ -45,9 +45,7 @@ def fused_form_recur(cell, params, rec_mask):
     pw = cell.pointwise_params(params)
 
     def recur(carry, z):
-        operand = cell.rec_input(carry)
-        if rec_mask is not None:
-            operand = operand * rec_mask.astype(operand.dtype)
+        operand = mask_operand(cell.rec_input(carry), rec_mask)
         return cell.update(pw, carry, z, linear(operand, w, cell.dtype))
 
     return recur
