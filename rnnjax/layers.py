@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax import _validate
+from rnnjax.cells import base
 from rnnjax.cells.base import check_key
 from rnnjax.unroll import unroll as unroll_cell
 
@@ -51,7 +52,7 @@ class Stack:
 
     @property
     def output_size(self) -> int:
-        return self.cells[-1].output_size * self.num_directions
+        return base.output_size(self.cells[-1]) * self.num_directions
 
     @property
     def has_dropout(self) -> bool:
@@ -64,7 +65,7 @@ class Stack:
         for layer, cell in enumerate(self.cells):
             keys = jax.random.split(jax.random.fold_in(key, layer), self.num_directions)
             params.append(tuple(cell.init(k, size) for k in keys))
-            size = cell.output_size * self.num_directions
+            size = base.output_size(cell) * self.num_directions
         return tuple(params)
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
@@ -174,7 +175,7 @@ class Stack:
     def _recurrent_mask(self, key, cell, params, batch_shape):
         if not self.recurrent_dropout:
             return None
-        width = cell.rec_width(params)
+        width = base.rec_width(cell, params)
         return _mask(key, self.recurrent_dropout, (*batch_shape, width))
 
     def _check_key(self, key, training: bool) -> None:

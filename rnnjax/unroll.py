@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from rnnjax import _validate, kernels
+from rnnjax.cells import base
 
 
 def unroll(
@@ -55,7 +56,7 @@ def unroll(
     """
     _validate.check_cell(cell)
     num_steps, batch_shape = _validate.check_xs(xs, time_major)
-    cell.check_params(params, input_size=xs.shape[-1])
+    base.check_params(cell, params, xs.shape[-1])
     recurrence = kernels.select(cell, impl)
     expected = cell.initial_carry(batch_shape)
     if carry is None:
@@ -72,7 +73,7 @@ def unroll(
     if reverse:
         order = _reversal(num_steps, batch_shape, lengths)
         xs, resets = _permute(xs, order), _permute(resets, order)
-    zs, bias = cell.project_split(params, xs)  # the step adds the bias
+    zs, bias = base.project_split(cell, params, xs)  # the step adds the bias
     valid = None if lengths is None else _valid_mask(num_steps, lengths)
     carry, ys = recurrence(
         cell, params, carry, zs, valid, resets, rec_mask, unroll, bias=bias

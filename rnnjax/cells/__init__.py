@@ -1,6 +1,6 @@
 """Pure cell definitions, one family per file."""
 
-from rnnjax.cells.base import Cell, Initializers
+from rnnjax.cells.base import Cell, CellBase, FusedFormCell, Initializers
 from rnnjax.cells.gru import GRU, MGU, gru, mgu
 from rnnjax.cells.lstm import LSTM, LSTMState, lstm
 from rnnjax.cells.mut import MUT1, MUT2, MUT3, mut1, mut2, mut3
@@ -14,6 +14,8 @@ __all__ = [
     "MUT2",
     "MUT3",
     "Cell",
+    "CellBase",
+    "FusedFormCell",
     "Initializers",
     "LSTMState",
     "SimpleRNN",

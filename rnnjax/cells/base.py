@@ -53,6 +53,43 @@ class Cell(Protocol):
         """``recur(params, carry, project(params, x))``."""
 
 
+# ------------------------------------ what rnnjax asks of any cell, with defaults
+#
+# A cell needs only the Protocol above. Cells built on ``CellBase`` also offer the
+# hooks below (parameter checks, a separate input bias, the fused form); for any
+# other cell these functions fall back to what the Protocol gives.
+
+
+def is_fusable(cell) -> bool:
+    """Whether ``cell`` has the fused form (``FusedFormCell`` with ``fusable``)."""
+    return bool(getattr(cell, "fusable", False))
+
+
+def output_size(cell) -> int:
+    """``Y``, the size of ``y_t`` (``hidden_size`` unless the cell says otherwise)."""
+    return getattr(cell, "output_size", cell.hidden_size)
+
+
+def project_split(cell, params, x):
+    """``(z, bias)`` with ``cell.project(params, x) == z + bias`` (bias may be None)."""
+    if hasattr(cell, "project_split"):
+        return cell.project_split(params, x)
+    return cell.project(params, x), None
+
+
+def rec_width(cell, params) -> int:
+    """``K``, the size of a variational recurrent-dropout mask."""
+    if hasattr(cell, "rec_width"):
+        return cell.rec_width(params)
+    return cell.hidden_size
+
+
+def check_params(cell, params, input_size: int) -> None:
+    """Raises ValueError when ``params`` do not fit ``cell`` (where it can tell)."""
+    if hasattr(cell, "check_params"):
+        cell.check_params(params, input_size=input_size)
+
+
 # ----------------------------------------------------------------------------- utils
 
 

@@ -6,6 +6,7 @@
   faster than ``scan`` forward and backward (``benchmarks/RESULTS.md``).
 """
 
+from rnnjax.cells.base import is_fusable
 from rnnjax.kernels.fused import fused_recurrence
 from rnnjax.kernels.scan import scan_recurrence
 
@@ -17,7 +18,7 @@ def select(cell, impl: str):
     valid one for this cell)."""
     if impl not in IMPLS:
         raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
-    if impl == "scan" or (impl == "auto" and not cell.fusable):
+    if impl == "scan" or (impl == "auto" and not is_fusable(cell)):
         return scan_recurrence
     return fused_recurrence
 

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from rnnjax.cells.base import expand, linear, mask_operand
+from rnnjax.cells.base import expand, is_fusable, linear, mask_operand
 from rnnjax.kernels import _linear
 from rnnjax.kernels.scan import _broadcast_mask, scan_recurrence, tree_where
 
@@ -59,7 +59,7 @@ def fused_recurrence(
     bias=None,
 ):
     """Same contract as :func:`rnnjax.kernels.scan.scan_recurrence`."""
-    if not cell.fusable:
+    if not is_fusable(cell):
         raise ValueError(
             f"impl: 'fused' needs a cell of the fused form; {type(cell).__name__} "
             "with these options is not (use impl='scan' or 'auto')"

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax.cells.base import expand, linear, mask_operand
+from rnnjax.cells.base import expand, is_fusable, linear, mask_operand
 
 
 def _broadcast_mask(mask, leaf):
@@ -68,7 +68,7 @@ def scan_recurrence(
     project without the bias and let the step add it, which saves a pass over
     ``zs`` (the fused kernel fuses the add into the gate arithmetic).
     """
-    if cell.fusable:
+    if is_fusable(cell):
         recur = fused_form_recur(cell, params, rec_mask)
     else:
         recur = lambda carry, z: cell.recur(params, carry, z, rec_mask)
