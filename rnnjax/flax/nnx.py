@@ -1,0 +1,280 @@
+"""Flax NNX modules over rnnjax cells and stacks.
+
+:class:`Cell` makes any rnnjax cell a drop-in cell for Flax's own ``nnx.RNN`` (the
+``nnx.RNNCellBase`` interface)::
+
+    from flax import nnx
+    import rnnjax
+    from rnnjax.flax import nnx as rnn
+
+    rngs = nnx.Rngs(0)
+    layer = nnx.RNN(rnn.Cell(rnnjax.lstm(64), in_features=32, rngs=rngs))
+    layer = nnx.RNN(rnn.LSTMCell(32, 64, rngs=rngs))       # the same
+
+:class:`RNN` is a whole :func:`rnnjax.stack` (layers, both directions, dropout) run
+by rnnjax's fused unroll, with ``seq_lengths`` and ``resets``::
+
+    layer = rnn.RNN(rnnjax.gru(128), 32, num_layers=2, bidirectional=True,
+                    dropout=0.1, rngs=nnx.Rngs(params=0, dropout=1))
+    ys = layer(xs)                  # (B, T, 256); dropout on (NNX's training default)
+    layer.eval(); ys = layer(xs)    # dropout off; layer.train() turns it back on
+
+Parameters: ``Cell.params`` and ``RNN.params`` are each one ``nnx.Param`` whose
+value is exactly the pytree ``cell.init`` (resp. ``Stack.init``,
+``[layer][direction]``) returns, so ``cell.step(module.params.get_value(), carry,
+x)`` and ``module.stack.apply(module.params.get_value(), xs)`` give the module's
+results, and ``module.params.set_value(p)`` loads parameters made by rnnjax.
+
+``LSTMCell``, ``GRUCell``, ``SimpleCell``, ``MGUCell`` and ``MUT1Cell``-``MUT3Cell``
+are shorthands: functions that return a :class:`Cell`, with the signature of
+``nnx.LSTMCell`` (``in_features, hidden_features, *, rngs``) plus the rnnjax
+constructor's options, e.g. ``LSTMCell(32, 64, peephole=True, rngs=rngs)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rnnjax import _validate
+from rnnjax.cells import base
+from rnnjax.cells.gru import gru, mgu
+from rnnjax.cells.lstm import lstm
+from rnnjax.cells.mut import mut1, mut2, mut3
+from rnnjax.cells.simple import simple_rnn
+from rnnjax.layers import stack
+
+__all__ = [
+    "RNN",
+    "Cell",
+    "GRUCell",
+    "LSTMCell",
+    "MGUCell",
+    "MUT1Cell",
+    "MUT2Cell",
+    "MUT3Cell",
+    "SimpleCell",
+]
+
+
+class Cell(nnx.RNNCellBase):
+    """One step of an rnnjax cell, as an ``nnx.RNNCellBase``.
+
+    ``__call__(carry, x) -> (carry, y)`` is ``cell.step`` on ``x (*B, I)``;
+    ``initialize_carry(input_shape, rngs=None, carry_init=None)`` is
+    ``cell.initial_carry(input_shape[:-1])`` (zeros), or ``carry_init(key, shape,
+    dtype)`` on each of its leaves when given (keys from ``rngs.carry``).
+
+    Args:
+      cell: an rnnjax cell, e.g. ``rnnjax.lstm(64)``.
+      in_features: ``I``.
+      rngs: ``rngs.params()`` draws the initial parameters.
+
+    Attributes:
+      cell: the rnnjax cell (static).
+      params: ``nnx.Param`` holding the pytree ``cell.init(key, I)`` returns.
+    """
+
+    def __init__(self, cell, in_features: int, *, rngs: nnx.Rngs):
+        _validate.check_cell(cell)
+        self.cell = cell
+        self.in_features = in_features
+        self.params = nnx.Param(cell.init(rngs.params(), in_features))
+
+    def __call__(self, carry, inputs):
+        params = self.params.get_value()
+        base.check_params(self.cell, params, inputs.shape[-1])
+        return self.cell.step(params, carry, inputs)
+
+    def initialize_carry(
+        self,
+        input_shape: tuple[int, ...],
+        rngs: nnx.Rngs | nnx.RngStream | None = None,
+        carry_init=None,
+    ):
+        """The carry for inputs of shape ``(*B, I)``: zeros, or ``carry_init``."""
+        carry = self.cell.initial_carry(tuple(input_shape[:-1]))
+        if carry_init is None:
+            return carry
+        stream = rngs.carry if isinstance(rngs, nnx.Rngs) else rngs
+        if stream is None:
+            raise ValueError("rngs: carry_init needs an Rngs or RngStream, got None")
+        return jax.tree.map(lambda c: carry_init(stream(), c.shape, c.dtype), carry)
+
+    @property
+    def num_feature_axes(self) -> int:
+        return 1
+
+
+class RNN(nnx.Module):
+    """A stack of recurrent layers (:func:`rnnjax.stack`) run by rnnjax's unroll.
+
+    Args:
+      cells: one rnnjax cell (repeated ``num_layers`` times) or a sequence of cells,
+        one per layer.
+      in_features: ``I``.
+      num_layers, bidirectional, dropout, input_dropout, recurrent_dropout,
+        time_major: as :func:`rnnjax.stack`.
+      impl: ``"auto"``, ``"scan"`` or ``"fused"``, as :func:`rnnjax.unroll`.
+      unroll: steps per loop iteration of ``lax.scan``.
+      deterministic: dropout off when true. ``False`` by default (NNX modules
+        start in training mode, as ``nnx.Dropout``); ``.eval()`` sets it to
+        ``True``, ``.train()`` back to ``False``, and ``nnx.view(model,
+        deterministic=...)`` works too.
+      return_carry: default of the call's ``return_carry``.
+      rng_collection: the ``nnx.Rngs`` stream dropout draws from (``"dropout"``,
+        falling back to ``default``).
+      rngs: ``rngs.params()`` draws the parameters; the dropout stream is forked
+        and kept (only when a dropout rate is set).
+
+    Attributes:
+      stack: the :class:`rnnjax.Stack` (static).
+      params: ``nnx.Param`` holding exactly the pytree of ``stack.init``.
+    """
+
+    def __init__(
+        self,
+        cells,
+        in_features: int,
+        *,
+        num_layers: int | None = None,
+        bidirectional: bool = False,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        time_major: bool = False,
+        impl: str = "auto",
+        unroll: int = 1,
+        deterministic: bool | None = False,
+        return_carry: bool = False,
+        rng_collection: str = "dropout",
+        rngs: nnx.Rngs,
+    ):
+        if isinstance(cells, Sequence):
+            cells = tuple(cells)
+        self.stack = stack(
+            cells,
+            num_layers,
+            bidirectional=bidirectional,
+            dropout=dropout,
+            input_dropout=input_dropout,
+            recurrent_dropout=recurrent_dropout,
+            time_major=time_major,
+        )
+        self.in_features = in_features
+        self.impl = impl
+        self.unroll = unroll
+        self.deterministic = deterministic
+        self.return_carry = return_carry
+        self.rng_collection = rng_collection
+        self.params = nnx.Param(self.stack.init(rngs.params(), in_features))
+        if self.stack.has_dropout:
+            self.rngs = rngs[rng_collection].fork()
+        else:
+            self.rngs = nnx.data(None)
+
+    def __call__(
+        self,
+        xs,
+        *,
+        carry=None,
+        seq_lengths=None,
+        resets=None,
+        deterministic: bool | None = None,
+        return_carry: bool | None = None,
+        rngs: nnx.Rngs | nnx.RngStream | jax.Array | None = None,
+    ):
+        """Runs the stack over ``xs (*B, T, I)`` (``(T, *B, I)`` when time-major).
+
+        Args:
+          xs: the inputs.
+          carry: initial carries ``carry[layer][direction]`` (zeros when ``None``;
+            see :meth:`initial_carry`).
+          seq_lengths, resets: as :func:`rnnjax.unroll`, for every layer.
+          deterministic: dropout off when true; overrides the attribute.
+          return_carry: also return the final carries; overrides the attribute.
+          rngs: where dropout draws its key this call (``Rngs``, ``RngStream`` or a
+            key); overrides the stream kept at construction.
+
+        Returns:
+          ``ys (*B, T, D*Y)``, or ``(carry, ys)`` with ``return_carry``.
+        """
+        model = self.stack
+        training = model.has_dropout and not self._deterministic(deterministic)
+        carry, ys = model.apply(
+            self.params.get_value(),
+            xs,
+            carry=carry,
+            seq_lengths=seq_lengths,
+            resets=resets,
+            key=self._dropout_key(rngs) if training else None,
+            training=training,
+            impl=self.impl,
+            unroll=self.unroll,
+        )
+        return_carry = self.return_carry if return_carry is None else return_carry
+        return (carry, ys) if return_carry else ys
+
+    def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32):
+        """Zero carries ``carry[layer][direction]`` for batch shape ``B``."""
+        return self.stack.initial_carry(batch_shape, dtype)
+
+    def set_view(self, deterministic: bool | None = None):
+        """Used by ``nnx.view``: ``deterministic=True`` turns dropout off."""
+        if deterministic is not None:
+            self.deterministic = deterministic
+
+    def _deterministic(self, deterministic: bool | None) -> bool:
+        if deterministic is not None:
+            return bool(deterministic)
+        if self.deterministic is None:
+            raise ValueError(
+                "deterministic: this RNN has dropout, so expected deterministic=True "
+                "or False at the call or the constructor (or .train() / .eval()); "
+                "got None in both"
+            )
+        return bool(self.deterministic)
+
+    def _dropout_key(self, rngs):
+        if rngs is None:
+            rngs = self.rngs
+        if isinstance(rngs, nnx.Rngs):
+            return rngs[self.rng_collection]()
+        if isinstance(rngs, nnx.RngStream):
+            return rngs()
+        if isinstance(rngs, jax.Array):
+            return rngs
+        raise TypeError(
+            "rngs: dropout is on (deterministic=False), so expected an nnx.Rngs, "
+            f"RngStream or key, here or at construction; got {type(rngs).__name__}"
+        )
+
+
+# ------------------------------------------------------------- shorthand constructors
+
+
+def _shorthand(factory, flax_name: str):
+    def make(
+        in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
+    ) -> Cell:
+        return Cell(factory(hidden_features, **options), in_features, rngs=rngs)
+
+    make.__name__ = make.__qualname__ = flax_name
+    make.__doc__ = (
+        f"``Cell(rnnjax.{factory.__name__}(hidden_features, **options), "
+        f"in_features, rngs=rngs)``. See :func:`rnnjax.{factory.__name__}` for the "
+        "options."
+    )
+    return make
+
+
+LSTMCell = _shorthand(lstm, "LSTMCell")
+GRUCell = _shorthand(gru, "GRUCell")
+SimpleCell = _shorthand(simple_rnn, "SimpleCell")
+MGUCell = _shorthand(mgu, "MGUCell")
+MUT1Cell = _shorthand(mut1, "MUT1Cell")
+MUT2Cell = _shorthand(mut2, "MUT2Cell")
+MUT3Cell = _shorthand(mut3, "MUT3Cell")
