@@ -26,7 +26,9 @@ def unroll(
 
     The input projection of every step is one matrix product before the recurrence;
     the recurrence runs through ``impl``: ``"scan"`` (plain ``lax.scan``),
-    ``"fused"`` (fused-form cells only) or ``"auto"`` (the fastest valid one).
+    ``"fused"`` (fused-form cells only), ``"associative"`` (a parallel scan, for
+    cells linear in the state such as ``min_gru``) or ``"auto"`` (the fastest
+    valid one).
 
     Args:
       cell: an rnnjax cell.
@@ -46,7 +48,7 @@ def unroll(
         the carry returns to the initial carry (``carry``) before that step, for
         episode boundaries. With ``reverse`` the flag stays with its step.
       unroll: steps per loop iteration of ``lax.scan``.
-      impl: ``"auto"``, ``"scan"`` or ``"fused"``.
+      impl: ``"auto"``, ``"scan"``, ``"fused"`` or ``"associative"``.
       rec_mask: optional ``(*B, K)`` multiplier of the recurrent product's operand
         (variational recurrent dropout; see ``rnnjax.stack``).
 

@@ -3,6 +3,7 @@
 from rnnjax.cells.base import Cell, CellBase, FusedFormCell, Initializers
 from rnnjax.cells.gru import GRU, MGU, gru, mgu
 from rnnjax.cells.lstm import LSTM, LSTMState, lstm
+from rnnjax.cells.minimal import MinGRU, MinLSTM, min_gru, min_lstm
 from rnnjax.cells.mut import MUT1, MUT2, MUT3, mut1, mut2, mut3
 from rnnjax.cells.simple import SimpleRNN, simple_rnn
 
@@ -18,10 +19,14 @@ __all__ = [
     "FusedFormCell",
     "Initializers",
     "LSTMState",
+    "MinGRU",
+    "MinLSTM",
     "SimpleRNN",
     "gru",
     "lstm",
     "mgu",
+    "min_gru",
+    "min_lstm",
     "mut1",
     "mut2",
     "mut3",

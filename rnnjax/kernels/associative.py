@@ -1,0 +1,93 @@
+"""The parallel recurrence of cells that are linear in the state.
+
+A cell with ``linear_recurrence = True`` (``rnnjax.min_gru``, ``rnnjax.min_lstm``)
+steps by an affine map of its carry, ``h_t = a_t * h_{t-1} + b_t``, where
+``(a_t, b_t) = cell.linear_coefficients(params, z_t)`` depend on the input alone.
+Affine maps compose associatively (the earlier map first)::
+
+    (a1, b1) then (a2, b2) = (a1 * a2, a2 * b1 + b2)
+
+so ``lax.associative_scan`` forms every prefix ``(A_t, B_t)`` in ``O(log T)``
+depth (Blelloch 1990; Martin & Cundy 2018) and ``h_t = A_t * h_0 + B_t``. Resets
+and padding are folded into the maps before the scan:
+
+- ``resets[t]``: the carry returns to ``h_0`` before step ``t``, so the step is the
+  constant map ``(0, a_t * h_0 + b_t)``;
+- ``valid[t]`` false: the identity ``(1, 0)``, and the output is zero; the last
+  prefix is then the carry after the last valid step;
+- ``rec_mask``: multiplies ``a_t`` (it multiplies ``h_{t-1}`` in ``cell.recur``).
+
+Derivatives in both modes and ``vmap`` come from JAX through the scan. This must
+equal :func:`rnnjax.kernels.scan_recurrence` on the same cell, values and
+derivatives (``tests/kernels/test_associative.py``).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+from rnnjax.cells.base import expand
+
+
+def has_linear_recurrence(cell) -> bool:
+    """Whether ``cell`` states a recurrence linear in the state
+    (``linear_recurrence = True`` and ``linear_coefficients``)."""
+    return bool(getattr(cell, "linear_recurrence", False))
+
+
+def check_linear(cell) -> None:
+    if not has_linear_recurrence(cell):
+        raise ValueError(
+            "impl: 'associative' needs a cell whose recurrence is linear in the "
+            "state (linear_recurrence = True, e.g. rnnjax.min_gru); "
+            f"{type(cell).__name__} is not (use impl='scan' or 'auto')"
+        )
+
+
+def _compose(first, second):
+    """The affine map ``first`` followed by ``second``, elementwise."""
+    a1, b1 = first
+    a2, b2 = second
+    return a1 * a2, a2 * b1 + b2
+
+
+def associative_recurrence(
+    cell,
+    params,
+    carry0,
+    zs,
+    valid=None,
+    resets=None,
+    rec_mask=None,
+    unroll=1,
+    bias=None,
+):
+    """Runs ``cell`` over ``zs (T, *B, Z)``; returns ``(carry_T, ys (T, *B, H))``.
+
+    The contract of :func:`rnnjax.kernels.scan_recurrence`: ``valid`` and ``resets``
+    boolean ``(T, *B)`` or ``None``, ``rec_mask (*B, H)`` or ``None``, ``bias (Z,)``
+    added to every ``z``. ``unroll`` is accepted for that contract and unused.
+    The carry is ``h (*B, H)`` and the output ``y_t = h_t``.
+    """
+    check_linear(cell)
+    del unroll
+    if bias is not None:
+        zs = zs + expand(bias, zs.ndim)
+    a, b = cell.linear_coefficients(params, zs)  # (T, *B, H) each
+    if rec_mask is not None:
+        a = a * rec_mask[None].astype(a.dtype)
+    h0 = carry0[None]
+    if resets is not None:
+        r = resets[..., None]
+        b = jnp.where(r, a * h0 + b, b)
+        a = jnp.where(r, jnp.zeros((), a.dtype), a)
+    if valid is not None:
+        v = valid[..., None]
+        a = jnp.where(v, a, jnp.ones((), a.dtype))
+        b = jnp.where(v, b, jnp.zeros((), b.dtype))
+    prefix_a, prefix_b = lax.associative_scan(_compose, (a, b), axis=0)
+    hs = prefix_a * h0 + prefix_b
+    carry = carry0 if hs.shape[0] == 0 else hs[-1]
+    ys = hs if valid is None else jnp.where(v, hs, jnp.zeros((), hs.dtype))
+    return carry, ys
