@@ -40,7 +40,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from rnnjax import _validate
-from rnnjax.cells import base
 from rnnjax.cells.gru import gru, mgu
 from rnnjax.cells.lstm import lstm
 from rnnjax.cells.mut import mut1, mut2, mut3
@@ -82,8 +81,8 @@ class Cell(nn.RNNCellBase):
 
     @nn.compact
     def __call__(self, carry, inputs):
+        # Flax checks loaded parameters against init's shapes (ScopeParamShapeError).
         params = self.param("cell", self.cell.init, inputs.shape[-1])
-        base.check_params(self.cell, params, inputs.shape[-1])
         return self.cell.step(params, carry, inputs)
 
     @nn.nowrap
