@@ -19,11 +19,19 @@ by rnnjax's fused unroll, with ``seq_lengths`` and ``resets``::
     ys = layer(xs)                  # (B, T, 256); dropout on (NNX's training default)
     layer.eval(); ys = layer(xs)    # dropout off; layer.train() turns it back on
 
-Parameters: ``Cell.params`` and ``RNN.params`` are each one ``nnx.Param`` whose
-value is exactly the pytree ``cell.init`` (resp. ``Stack.init``,
-``[layer][direction]``) returns, so ``cell.step(module.params.get_value(), carry,
-x)`` and ``module.stack.apply(module.params.get_value(), xs)`` give the module's
-results, and ``module.params.set_value(p)`` loads parameters made by rnnjax.
+Parameters: ``Cell.params`` and ``RNN.params`` are exactly the pytree
+``cell.init`` (resp. ``Stack.init``, ``[layer][direction]``) returns, with each
+array held in its own ``nnx.Param`` (state paths such as ``params/0/1/w_x``).
+``module.get_params()`` returns the plain pytree and ``module.set_params(p)`` loads
+one, so ``cell.step(module.get_params(), carry, x)`` and
+``module.stack.apply(module.get_params(), xs)`` give the module's results, and
+parameters made by rnnjax load unchanged.
+
+One ``nnx.Param`` per array, not one ``nnx.Param`` around the whole pytree: NNX
+treats a Variable's value as a leaf, and ``nnx.Optimizer.update`` writes a
+pytree-valued Param back as an ``nnx.State`` (the pytree's dicts and tuples become
+State nodes), which changes the model's structure after one step and breaks
+``jax.lax.scan`` / ``nnx.jit`` training loops (flax 0.12).
 
 ``LSTMCell``, ``GRUCell``, ``SimpleCell``, ``MGUCell`` and ``MUT1Cell``-``MUT3Cell``
 are shorthands: functions that return a :class:`Cell`, with the signature of
@@ -75,19 +83,27 @@ class Cell(nnx.RNNCellBase):
 
     Attributes:
       cell: the rnnjax cell (static).
-      params: ``nnx.Param`` holding the pytree ``cell.init(key, I)`` returns.
+      params: the pytree ``cell.init(key, I)`` returns, each array an ``nnx.Param``.
     """
 
     def __init__(self, cell, in_features: int, *, rngs: nnx.Rngs):
         _validate.check_cell(cell)
         self.cell = cell
         self.in_features = in_features
-        self.params = nnx.Param(cell.init(rngs.params(), in_features))
+        self.params = _wrap(cell.init(rngs.params(), in_features))
 
     def __call__(self, carry, inputs):
-        params = self.params.get_value()
+        params = self.get_params()
         base.check_params(self.cell, params, inputs.shape[-1])
         return self.cell.step(params, carry, inputs)
+
+    def get_params(self):
+        """The parameters as the plain pytree of ``cell.init``."""
+        return _unwrap(self.params)
+
+    def set_params(self, params) -> None:
+        """Loads ``params``, a pytree of ``cell.init``'s structure."""
+        _assign(self.params, params)
 
     def initialize_carry(
         self,
@@ -132,7 +148,7 @@ class RNN(nnx.Module):
 
     Attributes:
       stack: the :class:`rnnjax.Stack` (static).
-      params: ``nnx.Param`` holding exactly the pytree of ``stack.init``.
+      params: the pytree of ``stack.init``, each array an ``nnx.Param``.
     """
 
     def __init__(
@@ -170,7 +186,7 @@ class RNN(nnx.Module):
         self.deterministic = deterministic
         self.return_carry = return_carry
         self.rng_collection = rng_collection
-        self.params = nnx.Param(self.stack.init(rngs.params(), in_features))
+        self.params = _wrap(self.stack.init(rngs.params(), in_features))
         if self.stack.has_dropout:
             self.rngs = rngs[rng_collection].fork()
         else:
@@ -205,7 +221,7 @@ class RNN(nnx.Module):
         model = self.stack
         training = model.has_dropout and not self._deterministic(deterministic)
         carry, ys = model.apply(
-            self.params.get_value(),
+            self.get_params(),
             xs,
             carry=carry,
             seq_lengths=seq_lengths,
@@ -217,6 +233,14 @@ class RNN(nnx.Module):
         )
         return_carry = self.return_carry if return_carry is None else return_carry
         return (carry, ys) if return_carry else ys
+
+    def get_params(self):
+        """The parameters as the plain pytree of ``stack.init``."""
+        return _unwrap(self.params)
+
+    def set_params(self, params) -> None:
+        """Loads ``params``, a pytree of ``stack.init``'s structure."""
+        _assign(self.params, params)
 
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32):
         """Zero carries ``carry[layer][direction]`` for batch shape ``B``."""
@@ -251,6 +275,35 @@ class RNN(nnx.Module):
             "rngs: dropout is on (deterministic=False), so expected an nnx.Rngs, "
             f"RngStream or key, here or at construction; got {type(rngs).__name__}"
         )
+
+
+# ------------------------------------------------------------------------ parameters
+
+
+def _is_variable(x) -> bool:
+    return isinstance(x, nnx.Variable)
+
+
+def _wrap(params):
+    """rnnjax's parameter pytree with each array in its own ``nnx.Param``."""
+    return nnx.data(jax.tree.map(nnx.Param, params))
+
+
+def _unwrap(tree):
+    return jax.tree.map(lambda v: v.get_value(), tree, is_leaf=_is_variable)
+
+
+def _assign(tree, params) -> None:
+    expected = jax.tree.structure(tree, is_leaf=_is_variable)
+    got = jax.tree.structure(params)
+    if got != expected:
+        raise ValueError(f"params: expected the structure {expected}, got {got}")
+    for var, value in zip(
+        jax.tree.leaves(tree, is_leaf=_is_variable),
+        jax.tree.leaves(params),
+        strict=True,
+    ):
+        var.set_value(value)
 
 
 # ------------------------------------------------------------- shorthand constructors

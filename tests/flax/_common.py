@@ -3,9 +3,43 @@
 import jax
 import jax.numpy as jnp
 
+import rnnjax
 from tests.conftest import assert_close, randomize
 
 INPUT, HIDDEN = 3, 4
+
+# One of each cell family, and the options that change its parameters or path.
+CELLS = {
+    "lstm": rnnjax.lstm(HIDDEN),
+    "lstm_peephole_ln": rnnjax.lstm(HIDDEN, peephole=True, layer_norm=True),
+    "lstm_proj": rnnjax.lstm(HIDDEN, proj_size=2),
+    "gru": rnnjax.gru(HIDDEN),
+    "gru_reset_before": rnnjax.gru(HIDDEN, reset_after=False),
+    "simple": rnnjax.simple_rnn(HIDDEN),
+    "mgu": rnnjax.mgu(HIDDEN),
+    "mut1": rnnjax.mut1(HIDDEN, embed_input=True),
+    "mut3": rnnjax.mut3(HIDDEN),
+}
+
+# Stacks: 2 bidirectional layers, mixed cells per layer, time-major on the scan.
+RNN_CASES = {
+    "lstm_2_layers_bidirectional": dict(
+        cells=rnnjax.lstm(HIDDEN), num_layers=2, bidirectional=True
+    ),
+    "mixed_per_layer": dict(cells=[rnnjax.gru(HIDDEN), rnnjax.lstm(5, proj_size=2)]),
+    "mgu_time_major_scan": dict(cells=rnnjax.mgu(HIDDEN), time_major=True, impl="scan"),
+}
+
+
+# Every kind of dropout, between 2 bidirectional layers.
+DROPOUT = dict(
+    cells=rnnjax.lstm(HIDDEN),
+    num_layers=2,
+    bidirectional=True,
+    dropout=0.3,
+    input_dropout=0.2,
+    recurrent_dropout=0.25,
+)
 
 # The tests compile many small programs; XLA's cheaper backend passes cut the time
 # (as tests/kernels does).

@@ -17,8 +17,11 @@ import rnnjax
 from rnnjax.flax import linen as rnn
 from tests.conftest import assert_close, randomize
 from tests.flax._common import (
+    CELLS,
+    DROPOUT,
     HIDDEN,
     INPUT,
+    RNN_CASES,
     assert_trees_close,
     data,
     fast,
@@ -27,19 +30,6 @@ from tests.flax._common import (
     train_adding,
     valid,
 )
-
-CELLS = {
-    "lstm": rnnjax.lstm(HIDDEN),
-    "lstm_peephole_ln": rnnjax.lstm(HIDDEN, peephole=True, layer_norm=True),
-    "lstm_proj": rnnjax.lstm(HIDDEN, proj_size=2),
-    "gru": rnnjax.gru(HIDDEN),
-    "gru_reset_before": rnnjax.gru(HIDDEN, reset_after=False),
-    "simple": rnnjax.simple_rnn(HIDDEN),
-    "mgu": rnnjax.mgu(HIDDEN),
-    "mut1": rnnjax.mut1(HIDDEN, embed_input=True),
-    "mut3": rnnjax.mut3(HIDDEN),
-}
-
 
 # ------------------------------------------------------------------------------ Cell
 
@@ -160,14 +150,6 @@ def test_shorthands_build_the_cell(shorthand, factory, options):
 
 # ------------------------------------------------------------------------------- RNN
 
-RNN_CASES = {
-    "lstm_2_layers_bidirectional": dict(
-        cells=rnnjax.lstm(HIDDEN), num_layers=2, bidirectional=True
-    ),
-    "mixed_per_layer": dict(cells=[rnnjax.gru(HIDDEN), rnnjax.lstm(5, proj_size=2)]),
-    "mgu_time_major_scan": dict(cells=rnnjax.mgu(HIDDEN), time_major=True, impl="scan"),
-}
-
 
 @pytest.mark.parametrize("case", RNN_CASES)
 def test_rnn_equals_stack_apply(case):
@@ -232,16 +214,6 @@ def test_rnn_params_are_stack_init_and_round_trip():
     a, b, c, d = fast(run)(variables["params"], rnnjax_params, xs)
     assert_close(a, b, "rnnjax -> linen")
     assert_close(c, d, "linen -> rnnjax")
-
-
-DROPOUT = dict(
-    cells=rnnjax.lstm(HIDDEN),
-    num_layers=2,
-    bidirectional=True,
-    dropout=0.3,
-    input_dropout=0.2,
-    recurrent_dropout=0.25,
-)
 
 
 def test_rnn_dropout_off_when_deterministic():
