@@ -16,18 +16,30 @@ def check_cell(cell, argname: str = "cell") -> None:
         )
 
 
-def check_xs(xs, time_major: bool):
-    """Returns ``(T, batch_shape)`` of ``xs``: ``(*B, T, I)`` or ``(T, *B, I)``."""
+def check_xs(xs, time_major: bool, event_ndim: int = 1):
+    """Returns ``(T, batch_shape, carry_batch_shape)`` of ``xs``.
+
+    ``xs`` is ``(*B, T, *E)`` or, time-major, ``(T, *B, *E)``, where ``E`` are the
+    ``event_ndim`` axes of one step's input (features last; a convolutional cell has
+    spatial axes before them). The carry's leading shape is ``(*B, *E[:-1])``.
+    """
     if not hasattr(xs, "shape") or not hasattr(xs, "dtype"):
         raise TypeError(f"xs: expected an array, got {type(xs).__name__}")
-    if xs.ndim < 2:
-        layout = "(T, *B, I)" if time_major else "(*B, T, I)"
-        raise ValueError(f"xs: expected rank >= 2 {layout}, got shape {xs.shape}")
+    event = "I" if event_ndim == 1 else "*S, C"
+    if xs.ndim < event_ndim + 1:
+        layout = f"(T, *B, {event})" if time_major else f"(*B, T, {event})"
+        raise ValueError(
+            f"xs: expected rank >= {event_ndim + 1} {layout}, got shape {xs.shape}"
+        )
     if not jnp.issubdtype(xs.dtype, jnp.floating):
         raise TypeError(f"xs: expected a floating dtype, got {xs.dtype}")
+    first_event_axis = xs.ndim - event_ndim
+    spatial = tuple(xs.shape[first_event_axis:-1])
     if time_major:
-        return xs.shape[0], tuple(xs.shape[1:-1])
-    return xs.shape[-2], tuple(xs.shape[:-2])
+        batch = tuple(xs.shape[1:first_event_axis])
+        return xs.shape[0], batch, batch + spatial
+    batch = tuple(xs.shape[: first_event_axis - 1])
+    return xs.shape[first_event_axis - 1], batch, batch + spatial
 
 
 def check_carry(carry, expected, argname: str = "carry") -> None:

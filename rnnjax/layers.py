@@ -109,11 +109,12 @@ class Stack:
           its last valid step) and the last layer's outputs ``(*B, T, D*Y)``.
         """
         time_major = self.time_major if time_major is None else time_major
-        num_steps, batch_shape = _validate.check_xs(xs, time_major)
+        event_ndim = base.event_ndim(self.cells[0])
+        num_steps, batch_shape, _ = _validate.check_xs(xs, time_major, event_ndim)
         self._check_key(key, training)
         carry = self._check_carry(carry)
         resets = _validate.check_resets(resets, batch_shape, num_steps, time_major)
-        xs = xs if time_major else jnp.moveaxis(xs, -2, 0)
+        xs = xs if time_major else jnp.moveaxis(xs, -(event_ndim + 1), 0)
         drop = training and self.has_dropout
         keys = (
             jax.random.split(key, self.num_layers) if drop else [None] * len(self.cells)
@@ -136,7 +137,9 @@ class Stack:
             finals.append(final)
             if drop and self.dropout and layer + 1 < self.num_layers:
                 xs = _dropout(layer_keys[2], self.dropout, xs)
-        return tuple(finals), xs if time_major else jnp.moveaxis(xs, 0, -2)
+        return tuple(finals), (
+            xs if time_major else jnp.moveaxis(xs, 0, -(event_ndim + 1))
+        )
 
     def _layer(self, cell, params, xs, carry, seq_lengths, resets, keys, impl, unroll):
         """One layer, both directions, time-major; returns ``(finals, ys)``."""
@@ -266,6 +269,12 @@ def stack(
         raise ValueError("cells: expected at least one cell, got none")
     for i, cell in enumerate(cells):
         _validate.check_cell(cell, f"cells[{i}]")
+        if base.event_ndim(cell) != base.event_ndim(cells[0]):
+            raise ValueError(
+                f"cells[{i}]: expected a cell whose step input has "
+                f"{base.event_ndim(cells[0])} axis(es) like cells[0], got "
+                f"{base.event_ndim(cell)}"
+            )
     return Stack(
         cells,
         bidirectional=bool(bidirectional),

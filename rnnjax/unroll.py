@@ -57,10 +57,13 @@ def unroll(
       ``time_major``).
     """
     _validate.check_cell(cell)
-    num_steps, batch_shape = _validate.check_xs(xs, time_major)
+    time_axis = -(base.event_ndim(cell) + 1)
+    num_steps, batch_shape, carry_shape = _validate.check_xs(
+        xs, time_major, base.event_ndim(cell)
+    )
     base.check_params(cell, params, xs.shape[-1])
     recurrence = kernels.select(cell, impl)
-    expected = cell.initial_carry(batch_shape)
+    expected = cell.initial_carry(carry_shape)
     if carry is None:
         carry = expected
     else:
@@ -70,7 +73,7 @@ def unroll(
     if not isinstance(unroll, int) or unroll < 1:
         raise ValueError(f"unroll: expected a positive int, got {unroll!r}")
 
-    xs = xs if time_major else jnp.moveaxis(xs, -2, 0)
+    xs = xs if time_major else jnp.moveaxis(xs, time_axis, 0)
     order = None
     if reverse:
         order = _reversal(num_steps, batch_shape, lengths)
@@ -82,7 +85,7 @@ def unroll(
     )
     if reverse:
         ys = _permute(ys, order)  # the reversal is its own inverse
-    return carry, ys if time_major else jnp.moveaxis(ys, 0, -2)
+    return carry, ys if time_major else jnp.moveaxis(ys, 0, time_axis)
 
 
 def _valid_mask(num_steps, lengths):

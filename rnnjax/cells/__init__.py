@@ -1,6 +1,8 @@
 """Pure cell definitions, one family per file."""
 
 from rnnjax.cells.base import Cell, CellBase, FusedFormCell, Initializers
+from rnnjax.cells.conv_lstm import ConvLSTM, conv_lstm
+from rnnjax.cells.depth_gated import DepthGatedLSTM, depth_gated_lstm
 from rnnjax.cells.gru import GRU, MGU, gru, mgu
 from rnnjax.cells.lstm import LSTM, LSTMState, lstm
 from rnnjax.cells.minimal import MinGRU, MinLSTM, min_gru, min_lstm
@@ -8,20 +10,24 @@ from rnnjax.cells.mut import MUT1, MUT2, MUT3, mut1, mut2, mut3
 from rnnjax.cells.simple import SimpleRNN, simple_rnn
 
 __all__ = [
+    "Cell",
+    "CellBase",
+    "ConvLSTM",
+    "DepthGatedLSTM",
+    "FusedFormCell",
     "GRU",
+    "Initializers",
     "LSTM",
+    "LSTMState",
     "MGU",
     "MUT1",
     "MUT2",
     "MUT3",
-    "Cell",
-    "CellBase",
-    "FusedFormCell",
-    "Initializers",
-    "LSTMState",
     "MinGRU",
     "MinLSTM",
     "SimpleRNN",
+    "conv_lstm",
+    "depth_gated_lstm",
     "gru",
     "lstm",
     "mgu",

@@ -70,6 +70,11 @@ def output_size(cell) -> int:
     return getattr(cell, "output_size", cell.hidden_size)
 
 
+def event_ndim(cell) -> int:
+    """Axes of one step's input: 1 (features), or more for a convolutional cell."""
+    return getattr(cell, "event_ndim", 1)
+
+
 def project_split(cell, params, x):
     """``(z, bias)`` with ``cell.project(params, x) == z + bias`` (bias may be None)."""
     if hasattr(cell, "project_split"):

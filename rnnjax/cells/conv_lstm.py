@@ -136,6 +136,11 @@ class ConvLSTM(CellBase):
         return len(self.kernel_size)
 
     @property
+    def event_ndim(self) -> int:
+        """A step's input is ``(*S, C)``: ``unroll`` finds time before these axes."""
+        return 1 + self.spatial_dims
+
+    @property
     def hidden_channels(self) -> int:
         return self.hidden_size
 

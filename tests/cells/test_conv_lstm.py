@@ -202,6 +202,37 @@ def test_unroll_time_major_matches_loop():
     ref.assert_tree_close(rev, (c_rev, ys_rev[::-1]), "unroll(reverse=True)")
 
 
+def test_unroll_batch_first_with_lengths_reverse_and_resets():
+    """Batch-first ``(B, T, *S, C)``: time is found before the step's spatial axes;
+    lengths and resets are per sequence ``(B,)`` and ``(B, T)``."""
+    cell = make("2d")
+    params, carry, xs = setup(cell, (2,))  # xs time-major (T, B, *S, C)
+    lengths = jnp.array([xs.shape[0], 2])
+    resets = jnp.zeros((2, xs.shape[0]), bool).at[0, 1].set(True)
+    kwargs = dict(carry=carry, seq_lengths=lengths, reverse=True)
+    batch_first = rnnjax.unroll(
+        cell, params, jnp.moveaxis(xs, 0, 1), resets=resets, **kwargs
+    )
+    time_major = rnnjax.unroll(
+        cell, params, xs, resets=resets.T, time_major=True, **kwargs
+    )
+    ref.assert_tree_close(
+        batch_first,
+        (time_major[0], jnp.moveaxis(time_major[1], 0, 1)),
+        "batch-first == time-major",
+    )
+    # The short sequence: zero outputs past its length, carry from its own loop.
+    assert np.all(np.asarray(batch_first[1][1, 2:]) == 0)
+    short_carry = jax.tree.map(lambda c: c[1], carry)
+    short_xs = jax.tree.map(lambda x: x[:2, 1], xs)
+    c_short, ys_short = loop(cell, params, short_carry, short_xs[::-1])
+    ref.assert_tree_close(
+        (jax.tree.map(lambda c: c[1], batch_first[0]), batch_first[1][1, :2]),
+        (c_short, ys_short[::-1]),
+        "short sequence",
+    )
+
+
 def test_unroll_default_carry_is_zeros():
     cell = make("1d")
     params, _, xs = setup(cell, (2,))
