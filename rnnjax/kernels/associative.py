@@ -77,17 +77,51 @@ def associative_recurrence(
     a, b = cell.linear_coefficients(params, zs)  # (T, *B, H) each
     if rec_mask is not None:
         a = a * rec_mask[None].astype(a.dtype)
-    h0 = carry0[None]
     if resets is not None:
         r = resets[..., None]
-        b = jnp.where(r, a * h0 + b, b)
+        b = jnp.where(r, a * carry0[None] + b, b)
         a = jnp.where(r, jnp.zeros((), a.dtype), a)
     if valid is not None:
         v = valid[..., None]
         a = jnp.where(v, a, jnp.ones((), a.dtype))
         b = jnp.where(v, b, jnp.zeros((), b.dtype))
-    prefix_a, prefix_b = lax.associative_scan(_compose, (a, b), axis=0)
-    hs = prefix_a * h0 + prefix_b
-    carry = carry0 if hs.shape[0] == 0 else hs[-1]
+    if zs.shape[0] == 0:
+        return carry0, jnp.zeros(b.shape, jnp.result_type(b, carry0))
+    # h_0 = a_0 * carry0 + b_0; after that, h_t = a_t * h_{t-1} + b_t.
+    first = a[:1] * carry0[None] + b[:1]
+    hs = linear_scan(a, jnp.concatenate([first, b[1:]]).astype(first.dtype))
     ys = hs if valid is None else jnp.where(v, hs, jnp.zeros((), hs.dtype))
-    return carry, ys
+    return hs[-1], ys
+
+
+def linear_scan(a, b):
+    """``h (T, ...)`` with ``h_0 = b_0`` and ``h_t = a_t * h_{t-1} + b_t``.
+
+    The map ``b -> h`` is the inverse of the lower bidiagonal ``L h = h_t - a_t
+    h_{t-1}``, so it is written as ``lax.custom_linear_solve``: the solve is one
+    associative scan, its tangent another (JAX's implicit rule), and its transpose
+    (reverse mode) the reverse associative scan ``g_t = c_t + a_{t+1} g_{t+1}``, in
+    place of differentiating through the scan's tree of slices.
+    """
+
+    def matvec(h):
+        return h - a * _shift(h, 1)
+
+    def solve(_, rhs):
+        coeffs = jnp.concatenate([jnp.zeros_like(a[:1]), a[1:]])  # no a_0
+        return lax.associative_scan(_compose, (coeffs, rhs))[1]
+
+    def transpose_solve(_, rhs):
+        coeffs = _shift(a, -1)
+        return lax.associative_scan(_compose, (coeffs, rhs), reverse=True)[1]
+
+    return lax.custom_linear_solve(matvec, b, solve, transpose_solve)
+
+
+def _shift(x, k):
+    """``x`` moved ``k`` steps later (``k = 1``: ``x[t-1]``, zero at ``t = 0``) or
+    earlier (``k = -1``: ``x[t+1]``, zero at the end) along the time axis."""
+    zero = jnp.zeros_like(x[:1])
+    if k == 1:
+        return jnp.concatenate([zero, x[:-1]])
+    return jnp.concatenate([x[1:], zero])
