@@ -122,7 +122,9 @@ class Cell(nnx.RNNCellBase):
 
     @property
     def num_feature_axes(self) -> int:
-        return 1
+        """Axes of one step's input: 1 (features), or the cell's ``event_ndim``
+        (e.g. spatial axes and channels for a convolutional cell)."""
+        return getattr(self.cell, "event_ndim", 1)
 
 
 class RNN(nnx.Module):
