@@ -8,8 +8,9 @@ Affine maps compose associatively (the earlier map first)::
     (a1, b1) then (a2, b2) = (a1 * a2, a2 * b1 + b2)
 
 so ``lax.associative_scan`` forms every prefix ``(A_t, B_t)`` in ``O(log T)``
-depth (Blelloch 1990; Martin & Cundy 2018) and ``h_t = A_t * h_0 + B_t``. Resets
-and padding are folded into the maps before the scan:
+depth (Blelloch 1990; Martin & Cundy 2018); with the initial carry folded into the
+first step (``b_0 <- a_0 * h_0 + b_0``), ``h_t = B_t``. Resets and padding are
+folded into the maps before the scan:
 
 - ``resets[t]``: the carry returns to ``h_0`` before step ``t``, so the step is the
   constant map ``(0, a_t * h_0 + b_t)``;
@@ -17,7 +18,9 @@ and padding are folded into the maps before the scan:
   prefix is then the carry after the last valid step;
 - ``rec_mask``: multiplies ``a_t`` (it multiplies ``h_{t-1}`` in ``cell.recur``).
 
-Derivatives in both modes and ``vmap`` come from JAX through the scan. This must
+The scan is a ``lax.custom_linear_solve`` (:func:`linear_scan`): its tangent is
+another forward scan and its transpose (reverse mode) one reverse scan; ``vmap``
+and the derivatives w.r.t. ``a`` and the initial carry come from JAX. This must
 equal :func:`rnnjax.kernels.scan_recurrence` on the same cell, values and
 derivatives (``tests/kernels/test_associative.py``).
 """
