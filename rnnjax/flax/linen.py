@@ -40,6 +40,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from rnnjax import _validate
+from rnnjax.cells import base
 from rnnjax.cells.gru import gru, mgu
 from rnnjax.cells.lstm import lstm
 from rnnjax.cells.mut import mut1, mut2, mut3
@@ -95,7 +96,7 @@ class Cell(nn.RNNCellBase):
     def num_feature_axes(self) -> int:
         """Axes of one step's input: 1 (features), or the cell's ``event_ndim``
         (e.g. spatial axes and channels for a convolutional cell)."""
-        return getattr(self.cell, "event_ndim", 1)
+        return base.event_ndim(self.cell)
 
 
 class RNN(nn.Module):

@@ -124,7 +124,7 @@ class Cell(nnx.RNNCellBase):
     def num_feature_axes(self) -> int:
         """Axes of one step's input: 1 (features), or the cell's ``event_ndim``
         (e.g. spatial axes and channels for a convolutional cell)."""
-        return getattr(self.cell, "event_ndim", 1)
+        return base.event_ndim(self.cell)
 
 
 class RNN(nnx.Module):
