@@ -43,6 +43,9 @@ def demo_cells(hidden: int):
         ("mut1(embed_input)", rnnjax.mut1(h, embed_input=True)),
         ("mut2(embed_input)", rnnjax.mut2(h, embed_input=True)),
         ("mut3", rnnjax.mut3(h)),
+        ("depth_gated_lstm(2 layers)", rnnjax.depth_gated_lstm(h, 2)),
+        ("min_gru", rnnjax.min_gru(h)),
+        ("min_lstm", rnnjax.min_lstm(h)),
     ]
 
 
@@ -87,7 +90,7 @@ def main(argv=None) -> None:
         f"H={args.hidden}, median of {args.repeats}"
     )
     header = (
-        f"{'cell':36} {'impl':6} {'params':>7} {'ys':>14} {'carry':32} "
+        f"{'cell':36} {'impl':11} {'params':>7} {'ys':>14} {'carry':32} "
         f"{'fwd ms':>7} {'f+b ms':>7}"
     )
     print(header)
@@ -98,7 +101,7 @@ def main(argv=None) -> None:
         count = sum(p.size for p in jax.tree.leaves(params))
         carry_shapes = ",".join(str(tuple(c.shape)) for c in jax.tree.leaves(carry))
         print(
-            f"{name:36} {impl:6} {count:7d} {tuple(ys.shape)!s:>14} "
+            f"{name:36} {impl:11} {count:7d} {tuple(ys.shape)!s:>14} "
             f"{carry_shapes:32} {fwd:7.2f} {fwd_bwd:7.2f}"
         )
 
