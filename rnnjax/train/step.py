@@ -1,0 +1,203 @@
+"""Jitted training and evaluation steps over Optax optimizers.
+
+Contracts (all functions pure, all arrays JAX arrays):
+
+- ``apply_fn(params, batch, key) -> outputs``: the model on a batch (any pytree);
+  ``key`` is a PRNG key for dropout (``None`` in :func:`make_eval_step`).
+- ``loss_fn(outputs, batch) -> loss`` or ``-> (loss, count)`` (the losses of
+  :mod:`rnnjax.train.losses` return the pair); ``loss`` is a scalar.
+
+Learning-rate schedules are passed to the optimizer itself, as Optax does::
+
+    optimizer = optax.adam(rnnjax.train.schedule("cosine", 1e-3, 10_000, 500))
+
+The schedule advances with the optimizer's own count, so skipped steps do not
+advance it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+__all__ = [
+    "TrainState",
+    "init_state",
+    "make_eval_step",
+    "make_train_step",
+    "schedule",
+]
+
+
+class TrainState(NamedTuple):
+    """The training state, a pytree.
+
+    Attributes:
+      step: number of steps taken (``int32``), skipped ones included; the number of
+        updates applied is ``step - skipped``.
+      params: the model parameters.
+      opt_state: the optimizer's state (of ``optimizer`` itself: the clipping in
+        front of it is stateless).
+      skipped: number of steps skipped for a non-finite loss or gradient.
+    """
+
+    step: Any
+    params: Any
+    opt_state: Any
+    skipped: Any
+
+
+def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
+    """A fresh :class:`TrainState` for ``params`` and ``optimizer``."""
+    zero = jnp.zeros((), jnp.int32)
+    return TrainState(zero, params, optimizer.init(params), zero)
+
+
+def _objective(apply_fn, loss_fn):
+    """``(params, batch, key) -> (loss, count)`` for ``value_and_grad``."""
+
+    def objective(params, batch, key):
+        return _split(loss_fn(apply_fn(params, batch, key), batch))
+
+    return objective
+
+
+def _split(result):
+    """``loss`` or ``(loss, count)`` -> ``(loss, count)``; count ``-1`` if absent."""
+    if isinstance(result, tuple):
+        if len(result) != 2:
+            raise ValueError(
+                f"loss_fn: expected a scalar or (loss, count), got a tuple of "
+                f"{len(result)}"
+            )
+        loss, count = result
+    else:
+        loss, count = result, jnp.asarray(-1, jnp.int32)
+    loss = jnp.asarray(loss)
+    if loss.shape != ():
+        raise ValueError(f"loss_fn: expected a scalar loss, got shape {loss.shape}")
+    return loss, jnp.asarray(count)
+
+
+def _tx(optimizer, clip_norm):
+    if clip_norm is None:
+        return optimizer, False
+    if not clip_norm > 0:
+        raise ValueError(
+            f"clip_norm: expected a positive float or None, got {clip_norm!r}"
+        )
+    return optax.chain(optax.clip_by_global_norm(clip_norm), optimizer), True
+
+
+def _tx_update(tx, chained, state, loss, grads):
+    """One guarded update: returns ``(state, metrics)``; a non-finite loss or
+    gradient leaves ``params`` and ``opt_state`` bit-for-bit unchanged."""
+    grad_norm = optax.global_norm(grads)
+    finite = jnp.isfinite(loss)
+    for g in jax.tree.leaves(grads):
+        finite = finite & jnp.all(jnp.isfinite(g))
+    opt_state = (optax.EmptyState(), state.opt_state) if chained else state.opt_state
+    updates, new_opt_state = tx.update(grads, opt_state, state.params)
+    new_opt_state = new_opt_state[1] if chained else new_opt_state
+    new_params = optax.apply_updates(state.params, updates)
+
+    def keep(new, old):
+        return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+
+    skip = jnp.logical_not(finite)
+    state = TrainState(
+        step=state.step + 1,
+        params=keep(new_params, state.params),
+        opt_state=keep(new_opt_state, state.opt_state),
+        skipped=state.skipped + skip.astype(jnp.int32),
+    )
+    return state, {"loss": loss, "grad_norm": grad_norm, "skipped": skip}
+
+
+def make_train_step(apply_fn, loss_fn, optimizer, *, clip_norm: float | None = 1.0):
+    """Builds a jitted pure training step ``(state, batch, key) -> (state, metrics)``.
+
+    The gradient of ``loss_fn(apply_fn(params, batch, key), batch)`` is clipped to a
+    global norm of at most ``clip_norm`` (``optax.clip_by_global_norm`` chained in
+    front of ``optimizer``; ``None`` turns clipping off) and applied. A step whose
+    loss or gradient is not finite is skipped: ``params`` and ``opt_state`` are
+    kept unchanged and ``state.skipped`` counts it.
+
+    Args:
+      apply_fn, loss_fn: see the module docstring.
+      optimizer: an ``optax.GradientTransformation``; initialise the state with
+        :func:`init_state` on the same optimizer.
+      clip_norm: global-norm bound on the gradient, or ``None``.
+
+    Returns:
+      The step. ``metrics`` holds ``loss``, ``grad_norm`` (before clipping),
+      ``skipped`` (a bool) and ``count`` (from ``loss_fn``, ``-1`` if it gives none).
+    """
+    tx, chained = _tx(optimizer, clip_norm)
+    grad_fn = jax.value_and_grad(_objective(apply_fn, loss_fn), has_aux=True)
+
+    @jax.jit
+    def train_step(state: TrainState, batch, key):
+        (loss, count), grads = grad_fn(state.params, batch, key)
+        state, metrics = _tx_update(tx, chained, state, loss, grads)
+        return state, {**metrics, "count": count}
+
+    return train_step
+
+
+def make_eval_step(apply_fn, loss_fn):
+    """Builds a jitted ``(params, batch) -> metrics`` with ``loss`` and ``count``;
+    ``apply_fn`` is called with ``key=None`` (no dropout)."""
+    objective = _objective(apply_fn, loss_fn)
+
+    @jax.jit
+    def eval_step(params, batch):
+        loss, count = objective(params, batch, None)
+        return {"loss": loss, "count": count}
+
+    return eval_step
+
+
+def schedule(
+    name: str,
+    peak_value: float,
+    total_steps: int,
+    warmup_steps: int = 0,
+    end_value: float = 0.0,
+) -> optax.Schedule:
+    """A learning-rate schedule by name, for ``optax.<optimizer>(schedule(...))``.
+
+    Args:
+      name: ``"constant"`` (linear warmup, then ``peak_value``), ``"linear"``
+        (warmup, then linear decay to ``end_value`` at ``total_steps``) or
+        ``"cosine"`` (warmup, then cosine decay to ``end_value``).
+      peak_value: the learning rate after warmup.
+      total_steps: length of the whole schedule, warmup included.
+      warmup_steps: linear warmup from zero.
+      end_value: the final rate of the decaying schedules.
+    """
+    if not 0 <= warmup_steps <= total_steps:
+        raise ValueError(
+            f"warmup_steps: expected an int in [0, total_steps={total_steps}], got "
+            f"{warmup_steps}"
+        )
+    if name == "cosine":
+        return optax.warmup_cosine_decay_schedule(
+            0.0, peak_value, warmup_steps, total_steps, end_value
+        )
+    decay_steps = total_steps - warmup_steps
+    if name == "linear":
+        after = optax.linear_schedule(peak_value, end_value, max(decay_steps, 1))
+    elif name == "constant":
+        after = optax.constant_schedule(peak_value)
+    else:
+        raise ValueError(
+            f"name: expected 'constant', 'linear' or 'cosine', got {name!r}"
+        )
+    if warmup_steps == 0:
+        return after
+    warmup = optax.linear_schedule(0.0, peak_value, warmup_steps)
+    return optax.join_schedules([warmup, after], [warmup_steps])
