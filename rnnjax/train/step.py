@@ -95,7 +95,7 @@ def _tx(optimizer, clip_norm):
 def _tx_update(tx, chained, state, loss, grads):
     """One guarded update: returns ``(state, metrics)``; a non-finite loss or
     gradient leaves ``params`` and ``opt_state`` bit-for-bit unchanged."""
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss)
     for g in jax.tree.leaves(grads):
         finite = finite & jnp.all(jnp.isfinite(g))

@@ -17,7 +17,8 @@ Carry contract:
 - The first carry is the caller's (``model.initial_carry((B,))`` for a fresh
   stream); the step returns the carry after the batch's last chunk, to pass to the
   next call when batches are consecutive pieces of the same streams.
-- Chunk ``i`` gets the key ``jax.random.fold_in(key, i)``.
+- Chunk ``i`` gets the key ``jax.random.fold_in(key, i)`` (``None`` when ``key`` is
+  ``None``).
 """
 
 from __future__ import annotations
@@ -101,7 +102,7 @@ def make_tbptt_step(
             state, carry = loop
             index, xs = inputs
             carry = lax.stop_gradient(carry)
-            chunk_key = jax.random.fold_in(key, index)
+            chunk_key = None if key is None else jax.random.fold_in(key, index)
             (loss, (count, new_carry)), grads = grad_fn(
                 state.params, xs, carry, chunk_key
             )
