@@ -93,11 +93,12 @@ def _marked_pairs(key_or_rng, batch_size, length, variable_length, low, first_va
     lengths, t = _lengths(rng, batch_size, length, variable_length)
     valid = np.arange(t)[None, :] < lengths[:, None]
     values = np.where(valid, rng.uniform(low, 1.0, size=(batch_size, t)), 0.0)
-    # X1: one of the first ten pairs. X2: one of the first length/2 - 1 pairs that is
-    # not already marked (uniform over that window minus X1's position).
+    # X1: one of the first ten pairs. X2: one of the first length//2 - 1 pairs that
+    # are still unmarked, i.e. the r-th unmarked pair with r uniform in that window
+    # (skipping X1's position shifts the window by one when X1 lies inside it).
     p1 = rng.integers(0, 10, size=batch_size)
     window = length // 2 - 1
-    r = rng.integers(0, window - (p1 < window), size=batch_size)
+    r = rng.integers(0, window, size=batch_size)
     p2 = r + (r >= p1)
     markers = np.zeros((batch_size, t))
     markers[:, 0] = -1.0
@@ -122,12 +123,13 @@ def adding(key_or_rng, batch_size: int, length: int, *, variable_length=True) ->
 
     Each step is a pair ``(value, marker)``: ``inputs[..., 0]`` is a value drawn
     uniformly from ``[-1, 1]``, ``inputs[..., 1]`` a marker in ``{-1, 0, 1}``. Exactly
-    two pairs are marked 1: the first (value ``X1``) is one of the first ten pairs,
-    the second (``X2``) one of the first ``length // 2 - 1`` pairs that is not already
-    marked, both uniformly. The first and the final pair are marked -1 (unless the
-    first pair is one of the two marked 1); all other markers are 0. In the rare case
-    where the first pair is marked 1 its value is set to 0 (the paper says "we set X1
-    to zero"; here this applies to either marked value that lands on the first pair).
+    two pairs are marked 1, chosen uniformly: first one of the first ten pairs (its
+    value is ``X1``), then one of the first ``length // 2 - 1`` still unmarked pairs
+    (``X2``; so when ``X1`` lies inside that window, ``X2`` ranges over the first
+    ``length // 2`` pairs other than ``X1``'s). The first and the final pair are
+    marked -1 (unless the first pair is one of the two marked 1); all other markers
+    are 0. In the rare case where the first pair is marked 1 its value is set to 0
+    (the paper: "we set X1 to zero"; here for either marked value on the first pair).
 
     ``length`` is the paper's minimal sequence length ``T`` (100, 500 and 1000 in the
     paper; at least 11 here). With ``variable_length`` (the paper's setting) each

@@ -97,10 +97,10 @@ def test_marked_pairs(name, variable_length):
     inner[rows, lengths - 1] = 0
     assert set(np.unique(inner)) == {0.0, 1.0}
     pos = np.sort(np.nonzero(markers == 1)[1].reshape(-1, 2), axis=1)
-    # X1 in the first ten pairs, X2 in the first length/2 - 1: every (X1, X2)
-    # placement has the earlier in [0, 10) and the later below max(10, 14).
-    assert pos[:, 0].max() < 10 and pos[:, 1].max() < max(10, length // 2 - 1)
-    assert set(pos.ravel()) == set(range(length // 2 - 1))  # both windows reached
+    # X1 in the first ten pairs, X2 among the first length//2 - 1 still unmarked
+    # pairs: with X1 inside that window, X2 reaches position length//2 - 1.
+    assert pos[:, 0].max() < 10 and pos[:, 1].max() <= length // 2 - 1
+    assert set(pos.ravel()) == set(range(length // 2))  # both windows reached
     # The first pair, when marked, carries 0 (adding) or 1 (multiplication).
     first_marked = markers[:, 0] == 1
     assert 0 < first_marked.sum() < len(rows)
@@ -121,7 +121,11 @@ def test_adding_second_marker_window():
     markers = b.inputs[..., 1]
     pos = np.nonzero(markers == 1)[1].reshape(-1, 2)
     late = pos.max(axis=1)
-    assert late.max() == 100 // 2 - 2  # the first T/2 - 1 pairs, 0-based
+    # X2 is among the first T/2 - 1 unmarked pairs; X1 (< 10) is one of the first
+    # T/2 pairs, so X2's last possible 0-based position is T/2 - 1.
+    assert late.max() == 100 // 2 - 1
+    for x2_pos in range(10, 100 // 2):
+        assert (late == x2_pos).any()
     assert (pos.min(axis=1) < 10).all()
     assert b.targets.min() >= 0.0 and b.targets.max() <= 1.0
 
