@@ -207,6 +207,22 @@ def test_tbptt_with_one_chunk_equals_train_step():
     np.testing.assert_allclose(got_metrics["loss"][0], want_metrics["loss"], rtol=1e-6)
 
 
+def test_tbptt_skips_a_non_finite_chunk_and_keeps_its_carry():
+    K = 4
+    batch = running_mean_batch(8, batch=2, steps=3 * K)
+    batch = {**batch, "x": batch["x"].at[0, K + 1, 0].set(jnp.inf)}
+    optimizer = optax.adam(1e-2)
+    step = train.make_tbptt_step(tbptt_apply, loss_fn, optimizer, chunk_size=K)
+    state = train.init_state(init_params(), optimizer)
+    state, carry, metrics = step(state, batch, MODEL.initial_carry((2,)), None)
+    np.testing.assert_array_equal(np.asarray(metrics["skipped"]), [False, True, False])
+    assert int(state.skipped) == 1 and int(state.step) == 3
+    assert all(np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(carry))
+    assert all(
+        np.isfinite(np.asarray(leaf)).all() for leaf in jax.tree.leaves(state.params)
+    )
+
+
 def test_tbptt_rejects_ragged_chunks():
     optimizer = optax.sgd(1.0)
     step = train.make_tbptt_step(tbptt_apply, loss_fn, optimizer, chunk_size=3)
