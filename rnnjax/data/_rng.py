@@ -10,8 +10,8 @@ import numpy as np
 def as_generator(key_or_rng, argname: str = "key_or_rng") -> np.random.Generator:
     """Returns a ``numpy.random.Generator`` for ``key_or_rng``.
 
-    - an ``int`` seed: ``np.random.default_rng(seed)``, a fresh generator, so the same
-      seed gives the same data on every call;
+    - an ``int`` seed (or a 0-d integer array): ``np.random.default_rng(seed)``, a
+      fresh generator, so the same seed gives the same data on every call;
     - a ``numpy.random.Generator``: used as is (its state advances, so two calls with
       the same generator give different data);
     - a JAX PRNG key (typed ``jax.random.key`` or raw ``uint32[2]``
@@ -32,6 +32,8 @@ def as_generator(key_or_rng, argname: str = "key_or_rng") -> np.random.Generator
         else:
             data = key_or_rng
         data = np.asarray(data)
+        if data.ndim == 0 and np.issubdtype(data.dtype, np.integer) and data >= 0:
+            return np.random.default_rng(int(data))
         if data.dtype == np.uint32 and data.ndim == 1 and data.size >= 1:
             return np.random.default_rng(data.astype(np.uint64).tolist())
     raise TypeError(

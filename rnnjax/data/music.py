@@ -27,14 +27,25 @@ def load_jsb(path) -> dict[str, list[np.ndarray]]:
     chorale, step and note.
     """
     path = pathlib.Path(path)
-    with path.open(encoding="utf-8") as f:
-        raw = json.load(f)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a UTF-8 JSON file ({e})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object of splits")
     out = {}
     for split, chorales in raw.items():
+        if not isinstance(chorales, list):
+            raise ValueError(f"{path}: {split}: expected a list of chorales")
         rolls = []
         for i, chorale in enumerate(chorales):
+            if not isinstance(chorale, list) or not all(
+                isinstance(notes, list) for notes in chorale
+            ):
+                raise ValueError(
+                    f"{path}: {split} chorale {i}: expected a list of steps, each a "
+                    f"list of MIDI note numbers"
+                )
             roll = np.zeros((len(chorale), NUM_NOTES), np.float32)
             for t, notes in enumerate(chorale):
                 for n in notes:

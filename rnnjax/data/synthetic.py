@@ -253,7 +253,8 @@ def long_time_lag(key_or_rng, batch_size: int, length: int) -> Batch:
     ``(B, T)`` int32 class ids in ``[0, p]``; ``mask`` is all ones (the paper's error
     signal is at every step). Only the last step, ``targets[:, -1]``, is not
     predictable from the step before; the paper's measure of success is the
-    prediction of that final element. ``length >= 2`` (the paper uses p = 4 and 100).
+    prediction of that final element. ``length >= 2`` (the paper's runs use p = 4,
+    10 and 100).
     """
     rng = as_generator(key_or_rng)
     batch_size = check_int(batch_size, "batch_size", 1)

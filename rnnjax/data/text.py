@@ -33,12 +33,14 @@ class CharVocab:
 
     @classmethod
     def from_text(cls, text: str) -> CharVocab:
+        """The vocabulary of the distinct characters of a non-empty ``text``."""
         if not text:
             raise ValueError("text: expected a non-empty string")
         return cls(tuple(sorted(set(text))))
 
     @property
     def size(self) -> int:
+        """The number of characters (ids run from 0 to ``size - 1``)."""
         return len(self.chars)
 
     def __len__(self) -> int:

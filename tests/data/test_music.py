@@ -93,3 +93,20 @@ def test_pad_batch_errors():
         pad_batch([np.zeros((3, 88)), np.zeros((1, 88))])
     with pytest.raises(ValueError, match=r"^rolls\[0\]:"):
         pad_batch([np.zeros((3, 12))])
+
+
+@pytest.mark.parametrize(
+    "content, what",
+    [
+        ("[1, 2]", "JSON object"),
+        ('{"train": 3}', "list of chorales"),
+        ('{"train": [[60, 62]]}', "list of steps"),
+        ('{"train": [[[60]]', "JSON"),
+    ],
+)
+def test_malformed_file(tmp_path, content, what):
+    path = tmp_path / "bad.json"
+    path.write_text(content)
+    with pytest.raises(ValueError, match=what) as e:
+        load_jsb(path)
+    assert str(path) in str(e.value)

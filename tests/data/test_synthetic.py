@@ -60,6 +60,8 @@ def test_deterministic_from_seed_and_key(name):
     assert_same(draw(name, jax.random.key(3)), draw(name, jax.random.key(3)))
     assert_same(draw(name, jax.random.PRNGKey(3)), draw(name, jax.random.PRNGKey(3)))
     assert not np.array_equal(draw(name, 7).inputs, draw(name, 8).inputs)
+    assert_same(draw(name, 7), draw(name, np.int64(7)))
+    assert_same(draw(name, 7), draw(name, jax.numpy.asarray(7)))
     k1, k2 = jax.random.split(jax.random.key(0))
     assert not np.array_equal(draw(name, k1).inputs, draw(name, k2).inputs)
     g = np.random.default_rng(0)  # a Generator advances: two draws differ
