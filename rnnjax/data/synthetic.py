@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax.numpy as jnp
 import numpy as np
 
 from rnnjax.data._rng import as_generator, check_int
@@ -59,12 +60,15 @@ class Batch(NamedTuple):
     targets: np.ndarray
     mask: np.ndarray
 
-    def seq_lengths(self) -> np.ndarray:
+    def seq_lengths(self):
         """``(B,)`` int32: one past the last scored step of each row (the valid length
-        for the tasks with random lengths, whose padding comes after it)."""
+        for the tasks with random lengths, whose padding comes after it). NumPy for
+        NumPy batches, ``jax.numpy`` otherwise (so it also works inside ``jit``)."""
+        xp = np if isinstance(self.mask, np.ndarray) else jnp
         t = self.mask.shape[1]
-        last = t - 1 - np.argmax(self.mask[:, ::-1] > 0, axis=1)
-        return np.where(self.mask.any(axis=1), last + 1, 0).astype(np.int32)
+        scored = self.mask > 0
+        last = t - 1 - xp.argmax(scored[:, ::-1], axis=1)
+        return xp.where(scored.any(axis=1), last + 1, 0).astype(np.int32)
 
 
 def _lengths(rng, batch_size, length, variable_length):

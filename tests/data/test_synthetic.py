@@ -240,3 +240,9 @@ def test_seq_lengths_feed_jax():
     assert lengths.dtype == np.int32
     np.testing.assert_array_equal(lengths - 1, b.mask.argmax(axis=1))
     assert jax.numpy.asarray(b.inputs).shape == b.inputs.shape
+
+
+def test_seq_lengths_inside_jit_equals_numpy():
+    batch = adding(3, 8, 20)
+    traced = jax.jit(lambda b: b.seq_lengths())(batch)
+    np.testing.assert_array_equal(np.asarray(traced), batch.seq_lengths())
