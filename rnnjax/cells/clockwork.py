@@ -1,0 +1,199 @@
+"""The Clockwork RNN (Koutnik, Greff, Gomez & Schmidhuber 2014).
+
+The hidden state is split into ``g`` modules of ``m = H / g`` units, laid out module
+by module, fastest first: module ``i`` is ``h[..., i*m:(i+1)*m]`` and has the clock
+period ``T_i`` (default ``2**i``; periods sorted ascending). Steps are counted from
+``t = 0``, so every module updates at the first step. With ``a = x_t W_x + b``::
+
+    active_i = (t mod T_i == 0)
+    h~_i     = act(a_i + h_{t-1}[j >= i] W_h[i])     modules j >= i only
+    h_t,i    = h~_i if active_i else h_{t-1},i
+
+Slow modules feed fast ones and never the reverse: module ``i`` receives from the
+modules ``j >= i`` (itself and the slower ones). In the paper's column-vector
+notation ``W_H h`` the recurrent matrix is block upper triangular; in rnnjax's
+row-vector ``h @ W`` it is the transpose (block lower triangular). The masked blocks
+are not stored: they cost no parameters and get no gradient.
+
+Parameters: ``w_x (I, H)``, ``b (H,)`` and ``w_h``, a tuple of ``g`` blocks: block
+``i`` has shape ``((g - i) * m, m)``, its rows the state of modules ``i, ..., g-1``
+(``h[..., i*m:]``) and its columns module ``i``'s pre-activations. That is
+``m * m * g * (g + 1) / 2`` recurrent weights instead of ``H * H``. The full
+``(H, H)`` matrix of ``h @ W`` has block ``(j, i)`` equal to rows
+``(j - i) * m : (j - i + 1) * m`` of ``w_h[i]`` for ``j >= i``, zero otherwise.
+
+Carry: :class:`ClockworkState` ``(t, h)``: the step counter ``t``, int32 of the
+batch shape (``(*B,)``), and ``h (*B, H)``; output ``y_t = h_t``. Under
+``rnnjax.unroll`` a padded step leaves ``t`` unchanged and a reset returns it to the
+initial carry's (zero), so ``t`` counts the steps of the current episode. It
+overflows after ``2**31 - 1`` steps. ``rec_mask (*B, H)`` (variational recurrent
+dropout) multiplies ``h_{t-1}`` where it enters the recurrent products.
+
+What is skipped: the input projection is hoisted over all steps by ``unroll`` and
+computed for every module (one large product is cheaper than gathering the active
+rows). The recurrent product of module ``i`` sits in a ``lax.cond`` on "some batch
+element has ``t mod T_i == 0``": a module that cannot update at this step costs no
+product, forward or backward (its block's share is ``(g - i) / (g (g + 1) / 2)`` of
+the recurrent work, so with the default periods the slow modules, which read the
+most rows, are the ones mostly skipped). Within an active module every batch element
+is computed and ``jnp.where`` keeps the state of those whose clock does not tick
+(batch elements only disagree after resets or padding). Modules of period 1 always
+run (no cond). Under ``vmap`` JAX turns the cond into a select that computes both
+branches: correct, but nothing is skipped. ``skip_inactive=False`` computes every
+module at every step (the reference the skipping path is tested against).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from rnnjax.cells.base import (
+    CellBase,
+    Initializers,
+    check_positive_int,
+    linear,
+    mask_operand,
+    resolve_activation,
+)
+
+
+class ClockworkState(NamedTuple):
+    """Clockwork RNN carry: step counter ``t`` (int32 ``(*B,)``) and ``h (*B, H)``."""
+
+    t: jax.Array
+    h: jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class ClockworkRNN(CellBase):
+    """Clockwork RNN cell; build it with :func:`rnnjax.clockwork_rnn`."""
+
+    num_modules: int = 1
+    periods: tuple[int, ...] | None = None
+    activation: Any = "tanh"
+    skip_inactive: bool = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        check_positive_int(self.num_modules, "num_modules")
+        if self.hidden_size % self.num_modules:
+            raise ValueError(
+                f"hidden_size: expected a multiple of num_modules={self.num_modules} "
+                f"(equal modules), got {self.hidden_size}"
+            )
+        periods = self.periods
+        if periods is None:
+            periods = tuple(2**i for i in range(self.num_modules))
+        object.__setattr__(self, "periods", _check_periods(periods, self.num_modules))
+        resolve_activation(self.activation, "activation")
+
+    @property
+    def module_size(self) -> int:
+        """``m = H / g``, the units of one module."""
+        return self.hidden_size // self.num_modules
+
+    def _init(self, key, input_size):
+        kx, kh, kb = jax.random.split(key, 3)
+        H, g, m = self.hidden_size, self.num_modules, self.module_size
+        rec = self.inits.recurrent_or_default(1)
+        return {
+            "w_x": self.inits.kernel_or_default()(kx, (input_size, H), jnp.float32),
+            "w_h": tuple(
+                rec(k, ((g - i) * m, m), jnp.float32)
+                for i, k in enumerate(jax.random.split(kh, g))
+            ),
+            "b": self.inits.bias_or_default()(kb, (H,), jnp.float32),
+        }
+
+    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        return ClockworkState(
+            t=jnp.zeros(tuple(batch_shape), jnp.int32),
+            h=self._zeros(batch_shape, self.hidden_size, dtype),
+        )
+
+    def recur(self, params, carry, z, rec_mask=None):
+        act = resolve_activation(self.activation, "activation")
+        m = self.module_size
+        t, h = carry
+        operand = mask_operand(h, rec_mask)
+        modules = []
+        for i, period in enumerate(self.periods):
+            h_i = h[..., i * m : (i + 1) * m]
+            active = (t % period == 0)[..., None]
+
+            def update(z_i, slow, w, h_i, active):
+                new = act(z_i + linear(slow, w, self.dtype)).astype(h_i.dtype)
+                return jnp.where(active, new, h_i)
+
+            args = (z[..., i * m : (i + 1) * m], operand[..., i * m :])
+            args += (params["w_h"][i], h_i, active)
+            if self.skip_inactive and period > 1:
+                skip = lambda z_i, slow, w, h_i, active: h_i
+                modules.append(lax.cond(jnp.any(active), update, skip, *args))
+            else:
+                modules.append(update(*args))
+        h = jnp.concatenate(modules, axis=-1)
+        return ClockworkState(t + 1, h), h
+
+
+def _check_periods(periods, num_modules: int) -> tuple[int, ...]:
+    if not isinstance(periods, Sequence) or isinstance(periods, str):
+        raise ValueError(
+            f"periods: expected a sequence of {num_modules} positive ints, got "
+            f"{periods!r}"
+        )
+    periods = tuple(periods)
+    if len(periods) != num_modules:
+        raise ValueError(
+            f"periods: expected {num_modules} periods (one per module), got "
+            f"{len(periods)}: {periods}"
+        )
+    for p in periods:
+        check_positive_int(p, "periods")
+    if list(periods) != sorted(periods):
+        raise ValueError(
+            f"periods: expected ascending periods (modules fastest first), got "
+            f"{periods}"
+        )
+    return periods
+
+
+def clockwork_rnn(
+    hidden_size: int,
+    num_modules: int,
+    periods: Sequence[int] | None = None,
+    *,
+    activation: Any = "tanh",
+    dtype: Any = None,
+    kernel_init=None,
+    recurrent_init=None,
+    bias_init=None,
+) -> ClockworkRNN:
+    """A Clockwork RNN (see the module docstring for the equations and layout).
+
+    Args:
+      hidden_size: ``H``, a multiple of ``num_modules``.
+      num_modules: ``g``, the number of equal modules.
+      periods: the clock period of each module, ``g`` positive ints in ascending
+        order (fastest module first); default ``(1, 2, 4, ..., 2**(g-1))``.
+      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``, a callable or
+        ``None`` (identity).
+      dtype: compute dtype of the matrix products.
+      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
+        defaults Glorot uniform, orthogonal (each recurrent block has orthonormal
+        columns), zeros. ``recurrent_init`` is called once per block.
+    """
+    return ClockworkRNN(
+        hidden_size,
+        dtype=dtype,
+        inits=Initializers(kernel_init, recurrent_init, bias_init),
+        num_modules=num_modules,
+        periods=periods,
+        activation=activation,
+    )
