@@ -31,16 +31,25 @@ dropout) multiplies ``h_{t-1}`` where it enters the recurrent products.
 
 What is skipped: the input projection is hoisted over all steps by ``unroll`` and
 computed for every module (one large product is cheaper than gathering the active
-rows). The recurrent product of module ``i`` sits in a ``lax.cond`` on "some batch
-element has ``t mod T_i == 0``": a module that cannot update at this step costs no
-product, forward or backward (its block's share is ``(g - i) / (g (g + 1) / 2)`` of
-the recurrent work, so with the default periods the slow modules, which read the
-most rows, are the ones mostly skipped). Within an active module every batch element
-is computed and ``jnp.where`` keeps the state of those whose clock does not tick
-(batch elements only disagree after resets or padding). Modules of period 1 always
-run (no cond). Under ``vmap`` JAX turns the cond into a select that computes both
-branches: correct, but nothing is skipped. ``skip_inactive=False`` computes every
-module at every step (the reference the skipping path is tested against).
+rows). In the forward pass, the recurrent product of module ``i`` sits in a
+``lax.cond`` on "some batch element has ``t mod T_i == 0``": a module that cannot
+update at this step costs no product (block ``i`` is a share
+``(g - i) / (g (g + 1) / 2)`` of the recurrent work, so with the default periods the
+slow modules, which read the most rows, are the ones mostly skipped). Within an
+active module every batch element is computed and ``jnp.where`` keeps the state of
+those whose clock does not tick (batch elements only disagree after resets or
+padding). Modules of period 1 always run (no cond). Under differentiation
+(``grad``, ``jvp``) nothing is skipped: the skipping step's ``custom_jvp`` is the
+plain step's, because the cond's residuals and backward pass measured slower than
+computing every module. Under ``vmap`` JAX turns the cond into a select that
+computes both branches. ``skip_inactive=False`` never skips.
+
+Measured (``rnnjax.unroll``, ``B=32, T=128, I=64``, default periods, medians on 2
+shared CPU cores, skip / no skip): ``H=512, g=8`` forward 14.2 / 18.8 ms,
+forward+backward 116 / 117 ms; ``H=256, g=4`` forward 6.5 / 5.6 ms (with few,
+small modules the cond's overhead outweighs the saving), forward+backward
+28.1 / 28.4 ms. Without the ``custom_jvp`` the cond made forward+backward 1.3 times
+slower (47 / 35 ms and 158 / 116 ms).
 """
 
 from __future__ import annotations
@@ -118,28 +127,47 @@ class ClockworkRNN(CellBase):
         )
 
     def recur(self, params, carry, z, rec_mask=None):
-        act = resolve_activation(self.activation, "activation")
         m = self.module_size
         t, h = carry
         operand = mask_operand(h, rec_mask)
+        update = self._module_update(skip=False)
+        skipping = self._module_update(skip=True)
         modules = []
         for i, period in enumerate(self.periods):
             h_i = h[..., i * m : (i + 1) * m]
-            active = (t % period == 0)[..., None]
-
-            def update(z_i, slow, w, h_i, active):
-                new = act(z_i + linear(slow, w, self.dtype)).astype(h_i.dtype)
-                return jnp.where(active, new, h_i)
-
             args = (z[..., i * m : (i + 1) * m], operand[..., i * m :])
-            args += (params["w_h"][i], h_i, active)
-            if self.skip_inactive and period > 1:
-                skip = lambda z_i, slow, w, h_i, active: h_i
-                modules.append(lax.cond(jnp.any(active), update, skip, *args))
-            else:
-                modules.append(update(*args))
+            args += (params["w_h"][i], h_i, (t % period == 0)[..., None])
+            skip = self.skip_inactive and period > 1
+            modules.append(skipping(*args) if skip else update(*args))
         h = jnp.concatenate(modules, axis=-1)
         return ClockworkState(t + 1, h), h
+
+    def _module_update(self, skip: bool):
+        """``f(z_i, slow, w_i, h_i, active) -> h_i'`` for one module; with ``skip``
+        the product sits in a ``lax.cond`` that runs when some element is active.
+
+        The skipping form's derivative (``custom_jvp``) is the plain form's: under
+        differentiation every module is computed, as the cond's residuals and its
+        backward pass measured slower than computing every module (module
+        docstring).
+        """
+        act = resolve_activation(self.activation, "activation")
+
+        def update(z_i, slow, w, h_i, active):
+            new = act(z_i + linear(slow, w, self.dtype)).astype(h_i.dtype)
+            return jnp.where(active, new, h_i)
+
+        if not skip:
+            return update
+
+        @jax.custom_jvp
+        def skipping(z_i, slow, w, h_i, active):
+            keep = lambda z_i, slow, w, h_i, active: h_i
+            args = (z_i, slow, w, h_i, active)
+            return lax.cond(jnp.any(active), update, keep, *args)
+
+        skipping.defjvp(lambda primals, tangents: jax.jvp(update, primals, tangents))
+        return skipping
 
 
 def _check_periods(periods, num_modules: int) -> tuple[int, ...]:
@@ -174,6 +202,7 @@ def clockwork_rnn(
     kernel_init=None,
     recurrent_init=None,
     bias_init=None,
+    skip_inactive: bool = True,
 ) -> ClockworkRNN:
     """A Clockwork RNN (see the module docstring for the equations and layout).
 
@@ -188,6 +217,8 @@ def clockwork_rnn(
       kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
         defaults Glorot uniform, orthogonal (each recurrent block has orthonormal
         columns), zeros. ``recurrent_init`` is called once per block.
+      skip_inactive: skip the recurrent products of modules whose clock does not
+        tick at this step (forward pass only; see the module docstring).
     """
     return ClockworkRNN(
         hidden_size,
@@ -196,4 +227,5 @@ def clockwork_rnn(
         num_modules=num_modules,
         periods=periods,
         activation=activation,
+        skip_inactive=skip_inactive,
     )

@@ -11,8 +11,6 @@ block triangular, so the stored layout and the slow-to-fast direction are both
 tested.
 """
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -73,8 +71,7 @@ def to64(params):
 @pytest.mark.parametrize("batch_shape", [(), (2,)], ids=["unbatched", "B2"])
 @pytest.mark.parametrize("periods", list(PERIODS))
 def test_matches_reference(periods, batch_shape, skip):
-    cell = clockwork_rnn(H, G, PERIODS[periods])
-    cell = dataclasses.replace(cell, skip_inactive=skip)
+    cell = clockwork_rnn(H, G, PERIODS[periods], skip_inactive=skip)
     params, carry, xs = setup(cell, batch_shape)
     step = jax.jit(cell.step)
     ref_step = reference_step(cell.periods, M)
@@ -194,7 +191,7 @@ def test_gradients_finite_and_match_finite_differences():
     xs = jnp.moveaxis(xs, 0, 1)
 
     def loss(p, skip=True):
-        c = dataclasses.replace(cell, skip_inactive=skip)
+        c = clockwork_rnn(H, G, (1, 2, 3), skip_inactive=skip)
         carry, ys = rnnjax.unroll(c, p, xs, carry=carry0)
         return jnp.sum(ys**2) + jnp.sum(jnp.sin(carry.h))
 
@@ -216,6 +213,31 @@ def test_gradients_finite_and_match_finite_differences():
         for g, d in zip(jax.tree.leaves(grads), jax.tree.leaves(direction), strict=True)
     )
     np.testing.assert_allclose(analytic, fd, rtol=2e-3)
+
+
+def test_skipping_forward_jvp_and_vmap():
+    """The skipping step holds its products in a ``lax.cond`` (forward only), and
+    equals the plain step under ``jvp`` and ``vmap``."""
+    skip, plain = (clockwork_rnn(H, G, skip_inactive=s) for s in (True, False))
+    params, carry, xs = setup(skip, (2,), t0=1)
+    assert "cond" in str(jax.make_jaxpr(skip.step)(params, carry, xs[0]))
+    assert "cond" not in str(jax.make_jaxpr(plain.step)(params, carry, xs[0]))
+    tangent = randomize(params, seed=5)
+    outs = [
+        jax.jit(
+            lambda p, dp, c=c: jax.jvp(
+                lambda q: c.step(q, carry, xs[0])[1], (p,), (dp,)
+            )
+        )(params, tangent)
+        for c in (skip, plain)
+    ]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, 1e-6, 1e-6), *outs)
+    np.testing.assert_array_equal(outs[0][1][:, M:], 0.0)  # t=1: only module 0
+    batched = jax.jit(skip.step)(params, carry, xs[0])
+    mapped = jax.jit(jax.vmap(skip.step, (None, 0, 0)))(params, carry, xs[0])
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, 1e-6, 1e-6), batched, mapped
+    )
 
 
 @pytest.mark.parametrize("g", [1, 3, 4])
