@@ -55,11 +55,13 @@ slower (47 / 35 ms and 158 / 116 ms).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from rnnjax.cells.base import (
@@ -171,25 +173,28 @@ class ClockworkRNN(CellBase):
 
 
 def _check_periods(periods, num_modules: int) -> tuple[int, ...]:
-    if not isinstance(periods, Sequence) or isinstance(periods, str):
-        raise ValueError(
-            f"periods: expected a sequence of {num_modules} positive ints, got "
-            f"{periods!r}"
-        )
+    """``periods`` as a tuple of Python ints; ValueError unless ``num_modules``
+    positive integers (NumPy integers accepted) in ascending order."""
+    expected = f"periods: expected {num_modules} positive ints in ascending order"
+    if isinstance(periods, str | bytes) or not hasattr(periods, "__iter__"):
+        raise ValueError(f"{expected}, got {periods!r}")
     periods = tuple(periods)
     if len(periods) != num_modules:
         raise ValueError(
-            f"periods: expected {num_modules} periods (one per module), got "
-            f"{len(periods)}: {periods}"
+            f"{expected} (one per module), got {len(periods)}: {periods!r}"
         )
-    for p in periods:
-        check_positive_int(p, "periods")
+    if not all(_is_int(p) and p > 0 for p in periods):
+        raise ValueError(f"{expected}, got {periods!r}")
+    periods = tuple(int(p) for p in periods)
     if list(periods) != sorted(periods):
-        raise ValueError(
-            f"periods: expected ascending periods (modules fastest first), got "
-            f"{periods}"
-        )
+        raise ValueError(f"{expected} (modules fastest first), got {periods}")
     return periods
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(
+        value, bool | np.bool_
+    )
 
 
 def clockwork_rnn(

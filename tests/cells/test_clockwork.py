@@ -244,11 +244,17 @@ def test_skipping_forward_jvp_and_vmap():
 def test_param_count_is_block_triangular(g):
     m = 2
     cell = clockwork_rnn(m * g, g)
-    params = cell.init(jax.random.key(0), I)
+    params = jax.eval_shape(lambda: cell.init(jax.random.key(0), I))
     count = sum(a.size for a in jax.tree.leaves(params))
     assert count == I * m * g + m * g + m * m * g * (g + 1) // 2
     assert len(params["w_h"]) == g
     assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(params))
+
+
+def test_periods_accept_numpy_integers():
+    cell = clockwork_rnn(H, G, np.asarray([1, 3, 9]))
+    assert cell.periods == (1, 3, 9) and all(type(p) is int for p in cell.periods)
+    hash(cell)
 
 
 def test_default_init():
@@ -284,6 +290,7 @@ def test_custom_initialisers():
         ((6, 3, (1, 2, 2.5)), {}, "periods"),
         ((6, 3, (True, 2, 4)), {}, "periods"),
         ((6, 3, 4), {}, "periods"),
+        ((6, 3, "124"), {}, "periods"),
         ((6, 3), {"activation": "gelu"}, "activation"),
     ],
 )
