@@ -61,7 +61,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from rnnjax.cells.base import (
@@ -192,9 +191,8 @@ def _check_periods(periods, num_modules: int) -> tuple[int, ...]:
 
 
 def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(
-        value, bool | np.bool_
-    )
+    """Python or NumPy integer, not a bool (NumPy's bool is not ``Integral``)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def clockwork_rnn(
