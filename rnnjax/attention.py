@@ -82,7 +82,9 @@ def masked_softmax(scores: Array, mask: Array | None = None) -> Array:
     return e / jnp.where(total > 0, total, jnp.ones_like(total))
 
 
-def _check_attend(query, annotations, mask, keys, query_size=None, key_size=None):
+def _check_attend(query, annotations, mask, keys, sizes):
+    """Trace-time shape checks; ``sizes`` is ``(Q, D)`` as the params expect."""
+    query_size, key_size = sizes
     for name, x, rank in (("query", query, 1), ("annotations", annotations, 2)):
         if not hasattr(x, "ndim") or x.ndim < rank:
             raise ValueError(
@@ -126,7 +128,7 @@ class _Score:
     def attend(self, params, query, annotations, mask=None, keys=None):
         """``(context (*B, D), weights (*B, N))``; ``keys`` from :meth:`keys`
         (computed here when ``None``)."""
-        _check_attend(query, annotations, mask, keys)
+        _check_attend(query, annotations, mask, keys, self.sizes(params, query))
         if mask is not None:
             mask = jnp.asarray(mask, bool)
         if keys is None:
@@ -143,6 +145,9 @@ class Bahdanau(_Score):
 
     def __post_init__(self):
         check_positive_int(self.attention_size, "attention_size")
+
+    def sizes(self, params, query):
+        return params["w_q"].shape[0], params["w_k"].shape[0]
 
     def init(self, key, query_size: int, key_size: int):
         """``w_q (Q, A)``, ``w_k (D, A)`` Glorot uniform; ``b (A,)`` zeros;
@@ -184,6 +189,9 @@ class LuongDot(_Score):
             )
         return {}
 
+    def sizes(self, params, query):
+        return query.shape[-1], query.shape[-1]  # D must equal Q
+
     def keys(self, params, annotations):
         return annotations
 
@@ -201,6 +209,9 @@ class LuongGeneral(_Score):
         check_positive_int(query_size, "query_size")
         check_positive_int(key_size, "key_size")
         return {"w": glorot_uniform()(key, (key_size, query_size), jnp.float32)}
+
+    def sizes(self, params, query):
+        return params["w"].shape[1], params["w"].shape[0]
 
     def keys(self, params, annotations):
         """``a W^T``: ``(*B, N, D) -> (*B, N, Q)``."""
@@ -445,7 +456,8 @@ def doubly_stochastic_penalty(
     alphas, mask=None, seq_lengths=None, *, lam: float = 1.0, target: float = 1.0
 ):
     """``lam * sum_i (target - sum_t alpha_ti)^2`` per sequence (Xu et al. 2015,
-    eq. 14): encourages the decoder to attend to every annotation over the sequence.
+    section 4.2.1): encourages the decoder to attend to every annotation over the
+    sequence. Add its mean over the batch to the loss.
 
     Args:
       alphas: ``(*B, T, N)``, from :meth:`AttentionDecoder.decode`.
@@ -453,7 +465,8 @@ def doubly_stochastic_penalty(
       seq_lengths: optional integer ``(*B,)``: steps past a length are left out of
         ``sum_t`` (``decode`` already zeroes them).
       lam: ``lambda``.
-      target: the paper's text uses 1; the authors' code uses ``T / N``.
+      target: 1 in the paper and the authors' code (arctic-captions); attention
+        models for translation (Nematus) use ``T / N``.
 
     Returns: ``(*B,)``.
     """

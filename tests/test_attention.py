@@ -161,6 +161,13 @@ def test_score_errors():
         score.attend(params, q[:2], a)
     with pytest.raises(ValueError, match="mask"):
         score.attend(params, q, a, jnp.ones((3, N + 1), bool))
+    with pytest.raises(ValueError, match="query: expected 5 features"):
+        score.attend(params, a[..., 0, :], a)
+    with pytest.raises(ValueError, match="annotations: expected 3 features"):
+        score.attend(params, q, jnp.ones((3, N, D + 1)))
+    dot, dot_params, q, a = score_setup("luong_dot", (3,))
+    with pytest.raises(ValueError, match="annotations: expected 3 features"):
+        dot.attend(dot_params, q, jnp.ones((3, N, D + 1)))
     with pytest.raises(ValueError, match="luong_dot"):
         attention.luong_dot().init(jax.random.key(0), Q, D)
     with pytest.raises(ValueError, match="attention_size"):
