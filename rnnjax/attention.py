@@ -83,14 +83,14 @@ def masked_softmax(scores: Array, mask: Array | None = None) -> Array:
 
 
 def _check_attend(query, annotations, mask, keys, sizes):
-    """Trace-time shape checks; ``sizes`` is ``(Q, D)`` as the params expect."""
-    query_size, key_size = sizes
+    """Trace-time shape checks; ``sizes()`` is ``(Q, D)`` as the params expect."""
     for name, x, rank in (("query", query, 1), ("annotations", annotations, 2)):
         if not hasattr(x, "ndim") or x.ndim < rank:
             raise ValueError(
                 f"{name}: expected an array of rank >= {rank}, got "
                 f"{getattr(x, 'shape', type(x).__name__)}"
             )
+    query_size, key_size = sizes()
     batch = annotations.shape[:-2]
     if query.shape[:-1] != batch:
         raise ValueError(
@@ -128,7 +128,7 @@ class _Score:
     def attend(self, params, query, annotations, mask=None, keys=None):
         """``(context (*B, D), weights (*B, N))``; ``keys`` from :meth:`keys`
         (computed here when ``None``)."""
-        _check_attend(query, annotations, mask, keys, self.sizes(params, query))
+        _check_attend(query, annotations, mask, keys, lambda: self.sizes(params, query))
         if mask is not None:
             mask = jnp.asarray(mask, bool)
         if keys is None:
