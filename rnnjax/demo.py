@@ -44,6 +44,7 @@ def demo_cells(hidden: int):
         ("mut2(embed_input)", rnnjax.mut2(h, embed_input=True)),
         ("mut3", rnnjax.mut3(h)),
         ("depth_gated_lstm(2 layers)", rnnjax.depth_gated_lstm(h, 2)),
+        ("clockwork_rnn(4 modules)", rnnjax.clockwork_rnn(h, 4)),
         ("min_gru", rnnjax.min_gru(h)),
         ("min_lstm", rnnjax.min_lstm(h)),
     ]

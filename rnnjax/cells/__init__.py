@@ -1,6 +1,7 @@
 """Pure cell definitions, one family per file."""
 
 from rnnjax.cells.base import Cell, CellBase, FusedFormCell, Initializers
+from rnnjax.cells.clockwork import ClockworkRNN, ClockworkState, clockwork_rnn
 from rnnjax.cells.conv_lstm import ConvLSTM, conv_lstm
 from rnnjax.cells.depth_gated import DepthGatedLSTM, depth_gated_lstm
 from rnnjax.cells.gru import GRU, MGU, gru, mgu
@@ -12,6 +13,8 @@ from rnnjax.cells.simple import SimpleRNN, simple_rnn
 __all__ = [
     "Cell",
     "CellBase",
+    "ClockworkRNN",
+    "ClockworkState",
     "ConvLSTM",
     "DepthGatedLSTM",
     "FusedFormCell",
@@ -26,6 +29,7 @@ __all__ = [
     "MinGRU",
     "MinLSTM",
     "SimpleRNN",
+    "clockwork_rnn",
     "conv_lstm",
     "depth_gated_lstm",
     "gru",
