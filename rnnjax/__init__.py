@@ -4,7 +4,12 @@ Pure cells over parameter pytrees (``rnnjax.lstm``, ``rnnjax.gru``, ...), unroll
 by ``rnnjax.unroll`` through fused kernels, stacked by ``rnnjax.stack``.
 """
 
-from rnnjax import interop
+from rnnjax import attention, interop
+from rnnjax.attention import (
+    AttentionDecoder,
+    attention_decoder,
+    doubly_stochastic_penalty,
+)
 from rnnjax.cells import (
     GRU,
     LSTM,
@@ -44,6 +49,7 @@ from rnnjax.unroll import unroll
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionDecoder",
     "Cell",
     "CellBase",
     "ClockworkRNN",
@@ -63,10 +69,13 @@ __all__ = [
     "MinLSTM",
     "SimpleRNN",
     "Stack",
+    "attention",
+    "attention_decoder",
     "check_lengths",
     "clockwork_rnn",
     "conv_lstm",
     "depth_gated_lstm",
+    "doubly_stochastic_penalty",
     "gru",
     "interop",
     "lstm",
