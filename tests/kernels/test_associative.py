@@ -16,10 +16,15 @@ import pytest
 import rnnjax
 from rnnjax import kernels
 from tests.conftest import randomize
+from tests.kernels._compare import (
+    assert_tree_close,
+    jit_fast,
+    random_like,
+    run_impl,
+    values_and_vjp,
+)
 
 H, IN, T = 4, 3, 6
-RTOL = 1e-5
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 LINEAR = {
     "min_gru": lambda: rnnjax.min_gru(H),
@@ -54,54 +59,14 @@ def _problem(cell, batch_shape, seed, *, num_steps=T, lengths=False, resets=Fals
     return params, xs, carry, kwargs
 
 
-def _run(cell, impl, **kwargs):
-    def f(params, xs, carry):
-        return rnnjax.unroll(cell, params, xs, carry=carry, impl=impl, **kwargs)
-
-    return f
-
-
-def _jit(f):
-    def run(*args):
-        return jax.jit(f).lower(*args).compile(FAST_COMPILE)(*args)
-
-    return run
-
-
-def _random_like(tree, seed):
-    r = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda a: jnp.asarray(r.standard_normal(jnp.shape(a)), a.dtype), tree
-    )
-
-
-def assert_tree_close(got, want, rtol=RTOL):
-    """Leaf by leaf; the absolute floor scales with each leaf's magnitude."""
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    for (path, a), b in zip(
-        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True
-    ):
-        assert a.shape == b.shape and a.dtype == b.dtype, jax.tree_util.keystr(path)
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        atol = rtol * max(1.0, float(np.max(np.abs(b), initial=0.0)))
-        np.testing.assert_allclose(
-            a, b, rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path)
-        )
-
-
-def _values_and_vjp(f, primals, seed):
-    out, vjp = jax.vjp(f, *primals)
-    return out, vjp(_random_like(out, seed))
-
-
 def _check_equal(cell, batch_shape, seed=0, reverse=False, num_steps=T, **options):
     params, xs, carry, kwargs = _problem(
         cell, batch_shape, seed, num_steps=num_steps, **options
     )
 
     def results(impl):
-        f = _run(cell, impl, reverse=reverse, **kwargs)
-        return _jit(lambda *a: _values_and_vjp(f, a, seed + 1))(params, xs, carry)
+        f = run_impl(cell, impl, reverse=reverse, **kwargs)
+        return jit_fast(lambda *a: values_and_vjp(f, a, seed + 1))(params, xs, carry)
 
     got = results("associative")
     assert_tree_close(got, results("scan"))
@@ -167,7 +132,7 @@ def test_long_sequence():
     params, xs, carry, kwargs = _problem(cell, (2,), 6, num_steps=700, resets=True)
     params = jax.tree.map(lambda p: 3.0 * p, params)
     got, want = (
-        _jit(_run(cell, impl, **kwargs))(params, xs, carry)
+        jit_fast(run_impl(cell, impl, **kwargs))(params, xs, carry)
         for impl in ("associative", "scan")
     )
     assert_tree_close(got, want, rtol=2e-5)
@@ -190,16 +155,16 @@ def test_bias_added_by_the_step():
         return f
 
     primals = (params, zs, params["b"], carry)
-    tangents = _random_like(primals, 9)
+    tangents = random_like(primals, 9)
     got = run(kernels.associative_recurrence, True)
     want = run(kernels.scan_recurrence, False)
     assert_tree_close(
-        _jit(lambda *a: _values_and_vjp(got, a, 10))(*primals),
-        _jit(lambda *a: _values_and_vjp(want, a, 10))(*primals),
+        jit_fast(lambda *a: values_and_vjp(got, a, 10))(*primals),
+        jit_fast(lambda *a: values_and_vjp(want, a, 10))(*primals),
     )
     assert_tree_close(
-        _jit(lambda p, t: jax.jvp(got, p, t))(primals, tangents),
-        _jit(lambda p, t: jax.jvp(want, p, t))(primals, tangents),
+        jit_fast(lambda p, t: jax.jvp(got, p, t))(primals, tangents),
+        jit_fast(lambda p, t: jax.jvp(want, p, t))(primals, tangents),
     )
 
 
@@ -211,11 +176,11 @@ def test_jvp(name):
     cell = LINEAR[name]()
     params, xs, carry, kwargs = _problem(cell, (3,), 11, lengths=True, resets=True)
     primals = (params, xs, carry)
-    tangents = _random_like(primals, 12)
+    tangents = random_like(primals, 12)
 
     def jvp(impl):
-        f = _run(cell, impl, reverse=True, **kwargs)
-        return _jit(lambda p, t: jax.jvp(f, p, t))(primals, tangents)
+        f = run_impl(cell, impl, reverse=True, **kwargs)
+        return jit_fast(lambda p, t: jax.jvp(f, p, t))(primals, tangents)
 
     assert_tree_close(jvp("associative"), jvp("scan"))
 
@@ -236,7 +201,7 @@ def test_vmap(name):
 
     def batched(impl):
         f = jax.value_and_grad(lambda *a: loss(impl, *a), argnums=(0, 1, 2))
-        return _jit(jax.vmap(f))(params, xs, carry)
+        return jit_fast(jax.vmap(f))(params, xs, carry)
 
     assert_tree_close(batched("associative"), batched("scan"))
 
@@ -253,7 +218,7 @@ def test_rec_mask_derivative():
             )
             return jnp.sum(jnp.sin(ys))
 
-        return _jit(jax.grad(f))(kwargs["rec_mask"])
+        return jit_fast(jax.grad(f))(kwargs["rec_mask"])
 
     assert_tree_close(grad("associative"), grad("scan"))
 
@@ -304,7 +269,9 @@ def test_stack_auto_equals_scan():
             )
             return jnp.sum(jnp.sin(ys)), ys
 
-        return _jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(params, xs)
+        return jit_fast(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(
+            params, xs
+        )
 
     got = run("auto")
     assert got[0][1].shape == (2, T, H)

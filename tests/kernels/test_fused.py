@@ -15,11 +15,16 @@ import pytest
 import rnnjax
 from rnnjax import kernels
 from tests.conftest import randomize
+from tests.kernels._compare import (
+    assert_tree_close,
+    jit_fast,
+    random_like,
+    run_impl,
+    values_and_vjp,
+)
 
 H, IN, T = 4, 3, 5
-RTOL = 1e-5
 # Tests compile many small programs; XLA's cheaper backend passes cut the time.
-FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 FUSABLE = {
     "simple_tanh": lambda: rnnjax.simple_rnn(H),
@@ -82,58 +87,16 @@ def _problem(
     return params, xs, carry, kwargs
 
 
-def _run(cell, impl, **kwargs):
-    def f(params, xs, carry):
-        return rnnjax.unroll(cell, params, xs, carry=carry, impl=impl, **kwargs)
-
-    return f
-
-
-def _jit(f):
-    """``_jit(f)`` compiled with :data:`FAST_COMPILE`, run once."""
-
-    def run(*args):
-        return jax.jit(f).lower(*args).compile(FAST_COMPILE)(*args)
-
-    return run
-
-
-def _random_like(tree, seed):
-    r = np.random.default_rng(seed)
-    return jax.tree.map(
-        lambda a: jnp.asarray(r.standard_normal(jnp.shape(a)), a.dtype), tree
-    )
-
-
-def assert_tree_close(got, want, rtol=RTOL):
-    """Leaf by leaf; the absolute floor scales with each leaf's magnitude."""
-    assert jax.tree.structure(got) == jax.tree.structure(want)
-    for (path, g), w in zip(
-        jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want), strict=True
-    ):
-        g = np.asarray(g, np.float64)
-        w = np.asarray(w, np.float64)
-        atol = rtol * max(1.0, float(np.max(np.abs(w), initial=0.0)))
-        np.testing.assert_allclose(
-            g, w, rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path)
-        )
-
-
-def _values_and_vjp(f, primals, seed):
-    out, vjp = jax.vjp(f, *primals)
-    return out, vjp(_random_like(out, seed))
-
-
 def _check_equal(cell, batch_shape, seed=0, reverse=False, **options):
     params, xs, carry, kwargs = _problem(cell, batch_shape, seed, **options)
-    fused = _jit(
-        lambda *a: _values_and_vjp(
-            _run(cell, "fused", reverse=reverse, **kwargs), a, seed + 1
+    fused = jit_fast(
+        lambda *a: values_and_vjp(
+            run_impl(cell, "fused", reverse=reverse, **kwargs), a, seed + 1
         )
     )
-    scan = _jit(
-        lambda *a: _values_and_vjp(
-            _run(cell, "scan", reverse=reverse, **kwargs), a, seed + 1
+    scan = jit_fast(
+        lambda *a: values_and_vjp(
+            run_impl(cell, "scan", reverse=reverse, **kwargs), a, seed + 1
         )
     )
     assert_tree_close(fused(params, xs, carry), scan(params, xs, carry))
@@ -202,10 +165,10 @@ def test_jvp(name):
     cell = FUSABLE[name]()
     params, xs, carry, kwargs = _problem(cell, (3,), 5, lengths=True, resets=True)
     primals = (params, xs, carry)
-    tangents = _random_like(primals, 6)
+    tangents = random_like(primals, 6)
 
     def jvp(impl):
-        return _jit(lambda p, t: jax.jvp(_run(cell, impl, **kwargs), p, t))(
+        return jit_fast(lambda p, t: jax.jvp(run_impl(cell, impl, **kwargs), p, t))(
             primals, tangents
         )
 
@@ -216,7 +179,7 @@ def test_jvp_of_auto_and_grad_of_jvp():
     """Forward mode through impl="auto", and reverse-over-forward."""
     cell = FUSABLE["lstm"]()
     params, xs, carry, _ = _problem(cell, (2,), 7)
-    dxs = _random_like(xs, 8)
+    dxs = random_like(xs, 8)
 
     def directional(impl, p):
         f = lambda x: rnnjax.unroll(cell, p, x, carry=carry, impl=impl)[1]
@@ -224,8 +187,8 @@ def test_jvp_of_auto_and_grad_of_jvp():
 
     for impl in ("auto", "fused"):
         assert_tree_close(
-            _jit(jax.value_and_grad(lambda p, i=impl: directional(i, p)))(params),
-            _jit(jax.value_and_grad(lambda p: directional("scan", p)))(params),
+            jit_fast(jax.value_and_grad(lambda p, i=impl: directional(i, p)))(params),
+            jit_fast(jax.value_and_grad(lambda p: directional("scan", p)))(params),
         )
 
 
@@ -244,7 +207,7 @@ def test_vmap(name):
 
     def batched(impl):
         f = jax.value_and_grad(lambda *a: loss(impl, *a), argnums=(0, 1, 2))
-        return _jit(jax.vmap(f))(params, xs, carry)
+        return jit_fast(jax.vmap(f))(params, xs, carry)
 
     assert_tree_close(batched("fused"), batched("scan"))
 
@@ -255,9 +218,9 @@ def test_checkpoint(name):
     params, xs, carry, kwargs = _problem(cell, (3,), 11, resets=True)
 
     def grads(impl):
-        f = jax.checkpoint(_run(cell, impl, **kwargs))
+        f = jax.checkpoint(run_impl(cell, impl, **kwargs))
         loss = lambda *a: jnp.sum(jnp.cos(f(*a)[1]))
-        return _jit(jax.grad(loss, argnums=(0, 1, 2)))(params, xs, carry)
+        return jit_fast(jax.grad(loss, argnums=(0, 1, 2)))(params, xs, carry)
 
     assert_tree_close(grads("fused"), grads("scan"))
 
@@ -273,9 +236,9 @@ def test_bfloat16_compute(name):
     params, xs, carry, kwargs = _problem(cell, (3,), 12, lengths=True)
 
     def run(impl):
-        f = _run(cell, impl, **kwargs)
+        f = run_impl(cell, impl, **kwargs)
         grads = jax.grad(lambda *a: jnp.sum(f(*a)[1]), argnums=(0, 1, 2))
-        return _jit(lambda *a: (f(*a), grads(*a)))(params, xs, carry)
+        return jit_fast(lambda *a: (f(*a), grads(*a)))(params, xs, carry)
 
     (out_f, grads_f), (out_s, _) = run("fused"), run("scan")
     assert jax.tree.map(lambda a: a.dtype, out_f) == jax.tree.map(
@@ -310,19 +273,19 @@ def test_bias_added_by_the_step(name):
         return f
 
     primals = (params, zs, bias, carry)
-    tangents = _random_like(primals, 16)
+    tangents = random_like(primals, 16)
     want = run(kernels.scan_recurrence, False)
     for got in (
         run(kernels.fused_recurrence, True),
         run(kernels.scan_recurrence, True),
     ):
         assert_tree_close(
-            _jit(lambda *a, f=got: _values_and_vjp(f, a, 17))(*primals),
-            _jit(lambda *a: _values_and_vjp(want, a, 17))(*primals),
+            jit_fast(lambda *a, f=got: values_and_vjp(f, a, 17))(*primals),
+            jit_fast(lambda *a: values_and_vjp(want, a, 17))(*primals),
         )
         assert_tree_close(
-            _jit(lambda p, t, f=got: jax.jvp(f, p, t))(primals, tangents),
-            _jit(lambda p, t: jax.jvp(want, p, t))(primals, tangents),
+            jit_fast(lambda p, t, f=got: jax.jvp(f, p, t))(primals, tangents),
+            jit_fast(lambda p, t: jax.jvp(want, p, t))(primals, tangents),
         )
 
 
