@@ -12,10 +12,10 @@ head maps the MLP's output to ``mu = u W_mu + b_mu`` and
 
 VRNN, for ``t = 1..T`` with ``h_0 = 0`` (the cell's zero carry)::
 
-    prior    p(z_t | h_{t-1})       = N(mu_0,t, sigma_0,t^2)  from  prior(h_{t-1})
-    encoder  q(z_t | x_t, h_{t-1})  = N(mu_z,t, sigma_z,t^2)  from  enc([phi_x(x_t), h_{t-1}])
+    prior    p(z_t | h_{t-1})      = N(mu_0,t, sigma_0,t^2), MLP of h_{t-1}
+    encoder  q(z_t | x_t, h_{t-1}) = N(mu_z,t, sigma_z,t^2), MLP of [phi_x(x_t),h_{t-1}]
     z_t      = mu_z,t + sigma_z,t * eps_t                     (reparameterised)
-    decoder  p(x_t | z_t, h_{t-1})  from  dec([phi_z(z_t), h_{t-1}])
+    decoder  p(x_t | z_t, h_{t-1}), MLP of [phi_z(z_t), h_{t-1}]
     h_t      = f([phi_x(x_t), phi_z(z_t)], h_{t-1})           (an rnnjax cell)
 
 STORN (``prior="fixed"``, :func:`storn`) uses the same pieces with three changes::

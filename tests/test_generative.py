@@ -123,6 +123,9 @@ def data(output, shape, seed=0):
 
 MODELS = [(p, o) for p in ("learned", "fixed") for o in ("gaussian", "bernoulli")]
 MODEL_IDS = [f"{'vrnn' if p == 'learned' else 'storn'}-{o}" for p, o in MODELS]
+# two configurations that between them take every branch (kept few for speed)
+PAIRS = [("learned", "gaussian"), ("fixed", "bernoulli")]
+PAIR_IDS = ["vrnn-gaussian", "storn-bernoulli"]
 
 
 # ------------------------------------------------------------------------ tests
@@ -179,21 +182,20 @@ def test_storn_prior_is_standard_normal():
     assert_close(aux["kl"], np.stack(want, 1), "storn kl", 1e-4)
 
 
-@pytest.mark.parametrize("cell", ["gru", "lstm"])
-@pytest.mark.parametrize("prior", ["learned", "fixed"])
+@pytest.mark.parametrize(("prior", "cell"), [("learned", "gru"), ("fixed", "lstm")])
 def test_lengths_mask(prior, cell):
     m = make(prior, "gaussian", cell)
     p = randomize(m.init(jax.random.key(0)), seed=3)
-    xs = data("gaussian", (2, 3, T, X))
-    lengths = jnp.asarray([[1, T, 3], [0, 2, 5]])
-    eps = jax.random.normal(jax.random.key(1), (2, 3, T, Z))
+    xs = data("gaussian", (2, 2, T, X))
+    lengths = jnp.asarray([[1, T], [0, 4]])
+    eps = jax.random.normal(jax.random.key(1), (2, 2, T, Z))
     elbo, aux = m.elbo(p, xs, eps=eps, seq_lengths=lengths)
     valid = np.arange(T)[None, None, :] < np.asarray(lengths)[..., None]
     for name in ("kl", "log_lik"):
         np.testing.assert_array_equal(np.asarray(aux[name])[~valid], 0.0)
         assert np.all(np.asarray(aux[name])[valid] != 0.0)
     # the masked ELBO is the ELBO of the truncated sequence
-    for i, j in np.ndindex(2, 3):
+    for i, j in np.ndindex(2, 2):
         L = int(lengths[i, j])
         want = 0.0 if L == 0 else m.elbo(p, xs[i, j, :L], eps=eps[i, j, :L])[0]
         assert_close(elbo[i, j], np.asarray(want), f"elbo[{i},{j}]", 1e-5)
@@ -203,7 +205,7 @@ def test_lengths_mask(prior, cell):
     assert_close(elbo2, elbo, "padding", 1e-6)
 
 
-@pytest.mark.parametrize(("prior", "output"), MODELS, ids=MODEL_IDS)
+@pytest.mark.parametrize(("prior", "output"), PAIRS, ids=PAIR_IDS)
 def test_sample_shapes_and_determinism(prior, output):
     m = make(prior, output)
     p = m.init(jax.random.key(0))
@@ -219,7 +221,7 @@ def test_sample_shapes_and_determinism(prior, output):
         assert set(np.unique(np.asarray(a))) <= {0.0, 1.0}
 
 
-@pytest.mark.parametrize(("prior", "output"), MODELS, ids=MODEL_IDS)
+@pytest.mark.parametrize(("prior", "output"), PAIRS, ids=PAIR_IDS)
 def test_jit_and_finite_grads(prior, output):
     m = make(prior, output, "lstm")
     p = randomize(m.init(jax.random.key(0)), seed=4)
@@ -296,6 +298,7 @@ def test_training_improves_elbo(prior):
     params, values = train(params, jax.random.key(1))
     end = float(jax.jit(loss)(params, eval_key))
     assert np.all(np.isfinite(values))
-    # from about 1.4 nats per step (a unit Gaussian fit) to well below 0.5
+    # from above 1 nat per step to below 0: beyond any fit of the marginal of a
+    # sine wave (the arcsine law, entropy log(pi / 2) = 0.45 nats)
     assert start > 1.0, start
-    assert end < 0.5, (start, end)
+    assert end < 0.0, (start, end)
