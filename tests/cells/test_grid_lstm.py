@@ -198,6 +198,19 @@ def test_grad():
     np.testing.assert_allclose(ad, fd, rtol=2e-2)
 
 
+def test_stack_with_recurrent_dropout():
+    """Inside ``rnnjax.stack``; a recurrent-dropout mask of width ``L*H``."""
+    cell = grid_lstm(H, 2, non_lstm_depth=True)
+    model = rnnjax.stack(cell, recurrent_dropout=0.5)
+    params = randomize(jax.eval_shape(lambda: model.init(jax.random.key(0), I)))
+    xs = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, I)), jnp.float32)
+    _, ys = model.apply(params, xs)
+    _, ys_drop = model.apply(params, xs, key=jax.random.key(1), training=True)
+    assert ys.shape == ys_drop.shape == (2, 3, H)
+    assert np.all(np.isfinite(ys_drop)) and not np.allclose(ys, ys_drop)
+    assert cell.rec_width(params[0][0]) == 2 * H
+
+
 # --------------------------------------------------------------- params and init
 
 
