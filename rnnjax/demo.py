@@ -45,6 +45,7 @@ def demo_cells(hidden: int):
         ("mut3", rnnjax.mut3(h)),
         ("depth_gated_lstm(2 layers)", rnnjax.depth_gated_lstm(h, 2)),
         ("clockwork_rnn(4 modules)", rnnjax.clockwork_rnn(h, 4)),
+        ("grid_lstm(depth 2)", rnnjax.grid_lstm(h, 2)),
         ("min_gru", rnnjax.min_gru(h)),
         ("min_lstm", rnnjax.min_lstm(h)),
     ]

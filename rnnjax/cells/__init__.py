@@ -4,6 +4,13 @@ from rnnjax.cells.base import Cell, CellBase, FusedFormCell, Initializers
 from rnnjax.cells.clockwork import ClockworkRNN, ClockworkState, clockwork_rnn
 from rnnjax.cells.conv_lstm import ConvLSTM, conv_lstm
 from rnnjax.cells.depth_gated import DepthGatedLSTM, depth_gated_lstm
+from rnnjax.cells.grid_lstm import (
+    GridLSTM,
+    GridLSTM1D,
+    grid_block,
+    grid_lstm,
+    grid_lstm_1d,
+)
 from rnnjax.cells.gru import GRU, MGU, gru, mgu
 from rnnjax.cells.lstm import LSTM, LSTMState, lstm
 from rnnjax.cells.minimal import MinGRU, MinLSTM, min_gru, min_lstm
@@ -19,6 +26,8 @@ __all__ = [
     "DepthGatedLSTM",
     "FusedFormCell",
     "GRU",
+    "GridLSTM",
+    "GridLSTM1D",
     "Initializers",
     "LSTM",
     "LSTMState",
@@ -32,6 +41,9 @@ __all__ = [
     "clockwork_rnn",
     "conv_lstm",
     "depth_gated_lstm",
+    "grid_block",
+    "grid_lstm",
+    "grid_lstm_1d",
     "gru",
     "lstm",
     "mgu",
