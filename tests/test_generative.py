@@ -242,7 +242,9 @@ def test_jit_and_finite_grads():
     assert_close(jitted, eager, "jit", 1e-5)
     leaves = jax.tree.leaves(grads)
     assert all(np.all(np.isfinite(g)) for g in leaves)
-    assert sum(float(jnp.sum(jnp.abs(g))) for g in leaves) > 0.0
+    for name, g in grads.items():  # every part of the model gets a gradient
+        if name != "prior":  # STORN's prior has no parameters
+            assert sum(float(jnp.sum(jnp.abs(a))) for a in jax.tree.leaves(g)) > 0, name
 
 
 def test_errors():
@@ -304,7 +306,9 @@ def test_training_improves_elbo(prior):
     params, values = train(params, jax.random.key(1))
     end = float(jax.jit(loss)(params, eval_key))
     assert np.all(np.isfinite(values))
-    # from above 1 nat per step to below 0: beyond any fit of the marginal of a
-    # sine wave (the arcsine law, entropy log(pi / 2) = 0.45 nats)
+    # from above 1 nat per step to below 0: beyond any per-step fit of the marginal
+    # of a sine wave (the arcsine law, entropy log(pi / 2) = 0.45 nats; training
+    # only the decoder ends near 0.45; with these seeds the full model reaches
+    # about -1.2 (VRNN) and -0.8 (STORN))
     assert start > 1.0, start
     assert end < 0.0, (start, end)
