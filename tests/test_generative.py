@@ -312,3 +312,17 @@ def test_training_improves_elbo(prior):
     # about -1.2 (VRNN) and -0.8 (STORN))
     assert start > 1.0, start
     assert end < 0.0, (start, end)
+
+
+def test_module_imports_no_flax_or_optax():
+    import ast
+    import pathlib
+
+    tree = ast.parse(pathlib.Path(gen.__file__).read_text())
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            roots.add(node.module.split(".")[0])
+    assert not roots & {"flax", "optax"}, roots
