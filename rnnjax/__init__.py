@@ -4,7 +4,7 @@ Pure cells over parameter pytrees (``rnnjax.lstm``, ``rnnjax.gru``, ...), unroll
 by ``rnnjax.unroll`` through fused kernels, stacked by ``rnnjax.stack``.
 """
 
-from rnnjax import attention, interop
+from rnnjax import attention, generative, interop
 from rnnjax.attention import (
     AttentionDecoder,
     attention_decoder,
@@ -48,6 +48,7 @@ from rnnjax.cells import (
     simple_rnn,
 )
 from rnnjax.checks import check_lengths
+from rnnjax.generative import GenerativeRNN, storn, vrnn
 from rnnjax.layers import Stack, stack
 from rnnjax.unroll import unroll
 
@@ -63,6 +64,7 @@ __all__ = [
     "DepthGatedLSTM",
     "FusedFormCell",
     "GRU",
+    "GenerativeRNN",
     "GridLSTM",
     "GridLSTM1D",
     "Initializers",
@@ -83,6 +85,7 @@ __all__ = [
     "conv_lstm",
     "depth_gated_lstm",
     "doubly_stochastic_penalty",
+    "generative",
     "grid_block",
     "grid_lstm",
     "grid_lstm_1d",
@@ -97,5 +100,7 @@ __all__ = [
     "mut3",
     "simple_rnn",
     "stack",
+    "storn",
     "unroll",
+    "vrnn",
 ]
