@@ -58,8 +58,11 @@ def g(x):
 
 @dataclasses.dataclass(frozen=True)
 class MinimalCell(CellBase):
-    """A cell with ``recur(h, z) = a(z) * h + b(z)``; subclasses define
-    ``num_gates`` and ``linear_coefficients``."""
+    """A cell with ``recur(h, z) = a(z) * h + b(z)``.
+
+    Subclasses define ``num_gates`` and ``linear_coefficients(params, z) -> (a, b)``,
+    each ``(..., H)``, for the pre-activations ``z (..., G*H)`` (bias included) with
+    any leading dims; the associative kernel reads the same method."""
 
     log_space: bool = False
 
@@ -76,11 +79,6 @@ class MinimalCell(CellBase):
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
         return self._zeros(batch_shape, self.hidden_size, dtype)
-
-    def linear_coefficients(self, params, z):
-        """``(a, b)``, each ``(..., H)``, with ``h_t = a * h_{t-1} + b`` for the
-        pre-activations ``z (..., G*H)`` (bias included); any leading dims."""
-        raise NotImplementedError
 
     def candidate(self, a_h):
         return g(a_h) if self.log_space else a_h
