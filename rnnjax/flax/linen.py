@@ -107,7 +107,8 @@ class RNN(nn.Module):
         one per layer.
       num_layers, bidirectional, dropout, input_dropout, recurrent_dropout,
         time_major: as :func:`rnnjax.stack`.
-      impl: ``"auto"``, ``"scan"`` or ``"fused"``, as :func:`rnnjax.unroll`.
+      impl: ``"auto"``, ``"scan"``, ``"fused"`` or ``"associative"``, as
+        :func:`rnnjax.unroll`.
       unroll: steps per loop iteration of ``lax.scan``.
       deterministic: default of the call's ``deterministic`` (dropout off when
         true). Needed, here or at the call, only when a dropout rate is set.

@@ -136,7 +136,8 @@ class RNN(nnx.Module):
       in_features: ``I``.
       num_layers, bidirectional, dropout, input_dropout, recurrent_dropout,
         time_major: as :func:`rnnjax.stack`.
-      impl: ``"auto"``, ``"scan"`` or ``"fused"``, as :func:`rnnjax.unroll`.
+      impl: ``"auto"``, ``"scan"``, ``"fused"`` or ``"associative"``, as
+        :func:`rnnjax.unroll`.
       unroll: steps per loop iteration of ``lax.scan``.
       deterministic: dropout off when true. ``False`` by default (NNX modules
         start in training mode, as ``nnx.Dropout``); ``.eval()`` sets it to
