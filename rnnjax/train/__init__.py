@@ -1,5 +1,6 @@
 """Optax training pieces: masked losses, jitted train and eval steps with gradient
-clipping and skipping of non-finite steps, truncated BPTT, learning-rate schedules.
+clipping and skipping of non-finite steps, truncated BPTT, learning-rate schedules,
+data parallelism over every device (``jax.sharding``).
 
 Import it explicitly (``import rnnjax.train``): ``import rnnjax`` does not load
 Optax.
@@ -15,6 +16,7 @@ from rnnjax.train.losses import (
     mse,
     softmax_cross_entropy,
 )
+from rnnjax.train.parallel import batch_sharding, data_mesh, replicate, shard_batch
 from rnnjax.train.step import (
     TrainState,
     init_state,
@@ -27,7 +29,9 @@ from rnnjax.train.tbptt import make_tbptt_step
 __all__ = [
     "TrainState",
     "accuracy",
+    "batch_sharding",
     "bernoulli_nll",
+    "data_mesh",
     "init_state",
     "last_step_mse",
     "lengths_mask",
@@ -37,6 +41,8 @@ __all__ = [
     "make_train_step",
     "masked_mean",
     "mse",
+    "replicate",
     "schedule",
+    "shard_batch",
     "softmax_cross_entropy",
 ]
