@@ -91,6 +91,8 @@ class Stack:
         time_major: bool | None = None,
         impl: str = "auto",
         unroll: int = 1,
+        remat: str | None = None,
+        chunk_size: int | None = None,
     ):
         """Runs the stack over ``xs (*B, T, I)`` (``(T, *B, I)`` when time-major).
 
@@ -102,7 +104,8 @@ class Stack:
           key: PRNG key for dropout; needed when ``training`` and a rate is set.
           training: apply dropout (off at evaluation).
           time_major: overrides the stack's default layout.
-          impl, unroll: as in :func:`rnnjax.unroll`.
+          impl, unroll, remat, chunk_size: as in :func:`rnnjax.unroll`, for every
+            layer.
 
         Returns:
           ``(carry, ys)``: final carries ``carry[layer][direction]`` (each the one at
@@ -120,6 +123,7 @@ class Stack:
             jax.random.split(key, self.num_layers) if drop else [None] * len(self.cells)
         )
 
+        options = dict(impl=impl, unroll=unroll, remat=remat, chunk_size=chunk_size)
         finals = []
         for layer, cell in enumerate(self.cells):
             layer_keys = jax.random.split(keys[layer], 3) if drop else [None] * 3
@@ -131,8 +135,7 @@ class Stack:
                 seq_lengths,
                 resets,
                 layer_keys[:2],
-                impl,
-                unroll,
+                options,
             )
             finals.append(final)
             if drop and self.dropout and layer + 1 < self.num_layers:
@@ -141,8 +144,9 @@ class Stack:
             xs if time_major else jnp.moveaxis(xs, 0, -(event_ndim + 1))
         )
 
-    def _layer(self, cell, params, xs, carry, seq_lengths, resets, keys, impl, unroll):
-        """One layer, both directions, time-major; returns ``(finals, ys)``."""
+    def _layer(self, cell, params, xs, carry, seq_lengths, resets, keys, options):
+        """One layer, both directions, time-major; returns ``(finals, ys)``.
+        ``options``: keyword arguments of :func:`rnnjax.unroll`."""
         finals, outputs = [], []
         for direction in range(self.num_directions):
             p = params[direction]
@@ -160,9 +164,8 @@ class Stack:
                 reverse=direction == 1,
                 time_major=True,
                 resets=resets,
-                unroll=unroll,
-                impl=impl,
                 rec_mask=rec_mask,
+                **options,
             )
             finals.append(final)
             outputs.append(ys)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from rnnjax import _validate, kernels
+from rnnjax import _remat, _validate, kernels
 from rnnjax.cells import base
 
 
@@ -21,6 +21,8 @@ def unroll(
     unroll: int = 1,
     impl: str = "auto",
     rec_mask=None,
+    remat: str | None = None,
+    chunk_size: int | None = None,
 ):
     """Runs ``cell`` over the time axis of ``xs``.
 
@@ -51,6 +53,14 @@ def unroll(
       impl: ``"auto"``, ``"scan"``, ``"fused"`` or ``"associative"``.
       rec_mask: optional ``(*B, K)`` multiplier of the recurrent product's operand
         (variational recurrent dropout; see ``rnnjax.stack``).
+      remat: memory for reverse mode, exactly the same numbers: ``None`` keeps
+        each step's residuals (fastest); ``"step"`` keeps only the carry of each
+        step and recomputes the gates in the backward pass (a plain ``lax.scan``
+        whatever ``impl``); ``"chunk"`` keeps only the carry every ``chunk_size``
+        steps and recomputes one chunk at a time with ``impl``'s kernel. See
+        ``benchmarks/RESULTS.md`` for peak memory against ``T``.
+      chunk_size: steps per chunk for ``remat="chunk"`` (default
+        ``ceil(sqrt(T))``).
 
     Returns:
       ``(carry, ys)``: the final carry and outputs ``(*B, T, Y)`` (time-major when
@@ -63,6 +73,7 @@ def unroll(
     )
     base.check_params(cell, params, xs.shape[-1])
     recurrence = kernels.select(cell, impl)
+    _remat.check_remat(remat, chunk_size)
     expected = cell.initial_carry(carry_shape)
     if carry is None:
         carry = expected
@@ -78,11 +89,25 @@ def unroll(
     if reverse:
         order = _reversal(num_steps, batch_shape, lengths)
         xs, resets = _permute(xs, order), _permute(resets, order)
-    zs, bias = base.project_split(cell, params, xs)  # the step adds the bias
     valid = None if lengths is None else _valid_mask(num_steps, lengths)
-    carry, ys = recurrence(
-        cell, params, carry, zs, valid, resets, rec_mask, unroll, bias=bias
-    )
+    if remat is not None:
+        carry, ys = _remat.run(
+            remat,
+            recurrence,
+            cell,
+            params,
+            carry,
+            xs,
+            valid,
+            resets,
+            rec_mask,
+            chunk_size,
+        )
+    else:
+        zs, bias = base.project_split(cell, params, xs)  # the step adds the bias
+        carry, ys = recurrence(
+            cell, params, carry, zs, valid, resets, rec_mask, unroll, bias=bias
+        )
     if reverse:
         ys = _permute(ys, order)  # the reversal is its own inverse
     return carry, ys if time_major else jnp.moveaxis(ys, 0, time_axis)

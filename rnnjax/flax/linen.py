@@ -110,6 +110,8 @@ class RNN(nn.Module):
       impl: ``"auto"``, ``"scan"``, ``"fused"`` or ``"associative"``, as
         :func:`rnnjax.unroll`.
       unroll: steps per loop iteration of ``lax.scan``.
+      remat, chunk_size: memory for reverse mode (``None``, ``"step"`` or
+        ``"chunk"``), as :func:`rnnjax.unroll`.
       deterministic: default of the call's ``deterministic`` (dropout off when
         true). Needed, here or at the call, only when a dropout rate is set.
       return_carry: default of the call's ``return_carry``.
@@ -128,6 +130,8 @@ class RNN(nn.Module):
     time_major: bool = False
     impl: str = "auto"
     unroll: int = 1
+    remat: str | None = None
+    chunk_size: int | None = None
     deterministic: bool | None = None
     return_carry: bool = False
     rng_collection: str = "dropout"
@@ -190,6 +194,8 @@ class RNN(nn.Module):
             training=training,
             impl=self.impl,
             unroll=self.unroll,
+            remat=self.remat,
+            chunk_size=self.chunk_size,
         )
         return_carry = self.return_carry if return_carry is None else return_carry
         return (carry, ys) if return_carry else ys

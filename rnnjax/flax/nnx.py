@@ -139,6 +139,8 @@ class RNN(nnx.Module):
       impl: ``"auto"``, ``"scan"``, ``"fused"`` or ``"associative"``, as
         :func:`rnnjax.unroll`.
       unroll: steps per loop iteration of ``lax.scan``.
+      remat, chunk_size: memory for reverse mode (``None``, ``"step"`` or
+        ``"chunk"``), as :func:`rnnjax.unroll`.
       deterministic: dropout off when true. ``False`` by default (NNX modules
         start in training mode, as ``nnx.Dropout``); ``.eval()`` sets it to
         ``True``, ``.train()`` back to ``False``, and ``nnx.view(model,
@@ -167,6 +169,8 @@ class RNN(nnx.Module):
         time_major: bool = False,
         impl: str = "auto",
         unroll: int = 1,
+        remat: str | None = None,
+        chunk_size: int | None = None,
         deterministic: bool | None = False,
         return_carry: bool = False,
         rng_collection: str = "dropout",
@@ -186,6 +190,8 @@ class RNN(nnx.Module):
         self.in_features = in_features
         self.impl = impl
         self.unroll = unroll
+        self.remat = remat
+        self.chunk_size = chunk_size
         self.deterministic = deterministic
         self.return_carry = return_carry
         self.rng_collection = rng_collection
@@ -233,6 +239,8 @@ class RNN(nnx.Module):
             training=training,
             impl=self.impl,
             unroll=self.unroll,
+            remat=self.remat,
+            chunk_size=self.chunk_size,
         )
         return_carry = self.return_carry if return_carry is None else return_carry
         return (carry, ys) if return_carry else ys

@@ -61,12 +61,18 @@ def scan_recurrence(
     rec_mask=None,
     unroll=1,
     bias=None,
+    *,
+    start=None,
 ):
     """Runs ``cell`` over ``zs (T, *B, Z)``; returns ``(carry_T, ys (T, *B, Y))``.
 
     ``bias`` (optional, ``(Z,)``) is added to every step's ``z``: a caller may
     project without the bias and let the step add it, which saves a pass over
     ``zs`` (the fused kernel fuses the add into the gate arithmetic).
+
+    Beyond the kernel contract: ``start`` is the carry to start from when it is not
+    ``carry0`` (resets still return to ``carry0``; used for a chunk of a longer
+    sequence).
     """
     if is_fusable(cell):
         recur = fused_form_recur(cell, params, rec_mask)
@@ -78,4 +84,5 @@ def scan_recurrence(
         z = z if bias is None else z + expand(bias, z.ndim)
         return masked_step(recur, carry0, carry, z, v, r)
 
-    return lax.scan(body, carry0, (zs, valid, resets), unroll=unroll)
+    start = carry0 if start is None else start
+    return lax.scan(body, start, (zs, valid, resets), unroll=unroll)

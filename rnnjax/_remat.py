@@ -1,0 +1,105 @@
+"""Rematerialisation for long sequences: trade recomputation for memory, exactly.
+
+Reverse mode keeps, for every step, what the backward pass needs (the fused kernel
+keeps its linearisation coefficients: 6 ``(*B, H)`` arrays a step for the LSTM).
+Two ways to keep less (``rnnjax.unroll(remat=...)``):
+
+- ``"step"``: each step, its input projection included, runs under
+  ``jax.checkpoint`` in a plain ``lax.scan``, so reverse mode keeps only the carry
+  (``h, c``) of each step (and the inputs ``xs``); the backward pass recomputes each
+  step's projection and gates before differentiating it. (Hoisting the projection
+  out of the loop would keep ``z_t``, ``4H`` floats a step for the LSTM, twice the
+  carry.)
+- ``"chunk"``: the sequence is cut into chunks of ``C`` steps (``chunk_size``,
+  default ``ceil(sqrt(T))``); a scan over chunks keeps only the carry at each chunk
+  boundary (and the inputs ``xs``). The backward pass recomputes one chunk at a time,
+  its input projection included, with the fast kernel and its full residuals, so
+  peak memory is ``O(T / C)`` carries plus ``O(C)`` steps of residuals. Steps added
+  to make ``T`` a multiple of ``C`` are marked invalid, so they leave the carry
+  unchanged, and their outputs are cut off.
+
+Both give the numbers of ``remat=None``: the recomputation repeats the same
+operations on the same values.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from rnnjax.cells import base
+from rnnjax.kernels.scan import scan_recurrence
+
+REMATS = (None, "step", "chunk")
+
+
+def check_remat(remat, chunk_size) -> None:
+    """Raises for an unknown ``remat`` or a ``chunk_size`` that is not usable."""
+    if remat not in REMATS:
+        raise ValueError(f"remat: expected one of {REMATS}, got {remat!r}")
+    if chunk_size is None:
+        return
+    if remat != "chunk":
+        raise ValueError(
+            f"chunk_size: only used with remat='chunk', got chunk_size={chunk_size!r} "
+            f"with remat={remat!r}"
+        )
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int):
+        raise TypeError(f"chunk_size: expected a positive int, got {chunk_size!r}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size}")
+
+
+def default_chunk_size(num_steps: int) -> int:
+    """``ceil(sqrt(T))``: balances kept boundaries against one chunk's residuals."""
+    return max(1, math.isqrt(max(num_steps - 1, 0)) + 1)
+
+
+def run(remat, recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size):
+    """Runs the recurrence over time-major ``xs`` with ``remat`` ("step" or
+    "chunk"); returns ``(carry_T, ys (T, *B, Y))``."""
+    if remat == "step":
+        recurrence, size = scan_recurrence, 1
+    return chunked(recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size)
+
+
+def chunked(recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size):
+    """Runs ``recurrence`` over time-major ``xs (T, *B, I)`` chunk by chunk, each
+    chunk (projection and recurrence) under ``jax.checkpoint``.
+
+    Returns ``(carry_T, ys (T, *B, Y))`` as ``recurrence`` gives on the whole
+    sequence. ``valid``/``resets``: ``(T, *B)`` booleans or ``None``.
+    """
+    num_steps = xs.shape[0]
+    size = min(size or default_chunk_size(num_steps), max(num_steps, 1))
+    num_chunks = -(-num_steps // size)
+    pad = num_chunks * size - num_steps
+    if pad:
+        if valid is None:
+            valid = jnp.ones(xs.shape[: xs.ndim - base.event_ndim(cell)], bool)
+        valid, xs = _pad_time(valid, pad), _pad_time(xs, pad)
+        resets = None if resets is None else _pad_time(resets, pad)
+
+    def chunk_fn(carry, inputs):
+        x, v, r = inputs
+        zs, bias = base.project_split(cell, params, x)
+        if r is None:
+            return recurrence(cell, params, carry, zs, v, None, rec_mask, bias=bias)
+        # A reset returns to the sequence's carry0, not to this chunk's start, which
+        # the kernels cannot tell apart: run the plain scan that can.
+        return scan_recurrence(
+            cell, params, carry0, zs, v, r, rec_mask, bias=bias, start=carry
+        )
+
+    split = lambda a: None if a is None else a.reshape(num_chunks, size, *a.shape[1:])
+    chunk_fn = jax.checkpoint(chunk_fn, prevent_cse=False)
+    carry, ys = lax.scan(chunk_fn, carry0, (split(xs), split(valid), split(resets)))
+    return carry, ys.reshape(num_chunks * size, *ys.shape[2:])[:num_steps]
+
+
+def _pad_time(a, pad):
+    """Appends ``pad`` zero (or false) steps to ``a (T, ...)``."""
+    return jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
