@@ -95,6 +95,9 @@ class _MUT(CellBase):
 
 @dataclasses.dataclass(frozen=True)
 class MUT1(_MUT):
+    """The MUT1 cell (equations in the module docstring); build it with
+    :func:`mut1`."""
+
     variant, x_gates, h_gates = 1, 2, 2
 
     def project_split(self, params, x):
@@ -113,6 +116,9 @@ class MUT1(_MUT):
 
 @dataclasses.dataclass(frozen=True)
 class MUT2(_MUT):
+    """The MUT2 cell (equations in the module docstring); build it with
+    :func:`mut2`."""
+
     variant, x_gates, h_gates = 2, 2, 3
 
     def project_split(self, params, x):
@@ -136,6 +142,9 @@ class MUT2(_MUT):
 
 @dataclasses.dataclass(frozen=True)
 class MUT3(_MUT):
+    """The MUT3 cell (equations in the module docstring); build it with
+    :func:`mut3`."""
+
     variant, x_gates, h_gates = 3, 3, 3
     uses_raw_x = False
 
@@ -189,7 +198,13 @@ _ARGS = """
 mut1 = _factory(
     MUT1, "MUT1 of Jozefowicz et al. 2015 (needs I == H or embed_input)." + _ARGS
 )
+"""``mut1(hidden_size, *, embed_input=False, dtype=None, ...) -> MUT1``: MUT1 of
+Jozefowicz et al. 2015 (needs ``I == H`` or ``embed_input=True``)."""
 mut2 = _factory(
     MUT2, "MUT2 of Jozefowicz et al. 2015 (needs I == H or embed_input)." + _ARGS
 )
+"""``mut2(hidden_size, *, embed_input=False, dtype=None, ...) -> MUT2``: MUT2 of
+Jozefowicz et al. 2015 (needs ``I == H`` or ``embed_input=True``)."""
 mut3 = _factory(MUT3, "MUT3 of Jozefowicz et al. 2015." + _ARGS)
+"""``mut3(hidden_size, *, embed_input=False, dtype=None, ...) -> MUT3``: MUT3 of
+Jozefowicz et al. 2015 (any input size)."""

@@ -31,21 +31,21 @@ import numpy as np
 
 from rnnjax.data._rng import as_generator, check_int
 
-#: The adding and multiplication problems count a sequence as processed correctly
-#: when the absolute error at its end is below this (the paper's criterion).
 ADDING_TOLERANCE = 0.04
-#: Temporal order: the paper's criterion is a final absolute error below this for all
-#: output units (with one-hot targets).
+"""The adding and multiplication problems count a sequence as processed correctly
+when the absolute error at its end is below this (the paper's criterion)."""
 TEMPORAL_ORDER_TOLERANCE = 0.3
-#: Temporal order input symbols, in the order of the one-hot input units.
+"""Temporal order: the paper's criterion is a final absolute error below this for
+all output units (with one-hot targets)."""
 TEMPORAL_ORDER_SYMBOLS = ("a", "b", "c", "d", "B", "E", "X", "Y")
-#: Temporal order class names by number of relevant symbols; the class id is the
-#: position in this tuple (X reads as bit 0, Y as bit 1, first occurrence most
-#: significant: X,X -> Q = 0, X,Y -> R = 1, Y,X -> S = 2, Y,Y -> U = 3).
+"""Temporal order input symbols, in the order of the one-hot input units."""
 TEMPORAL_ORDER_CLASSES = {
     2: ("Q", "R", "S", "U"),
     3: ("Q", "R", "S", "U", "V", "A", "B", "C"),
 }
+"""Temporal order class names by number of relevant symbols; the class id is the
+position in this tuple (X reads as bit 0, Y as bit 1, first occurrence most
+significant: X,X -> Q = 0, X,Y -> R = 1, Y,X -> S = 2, Y,Y -> U = 3)."""
 
 
 class Batch(NamedTuple):

@@ -105,8 +105,8 @@ class RNN(nn.Module):
     Attributes:
       cells: one rnnjax cell (repeated ``num_layers`` times) or a sequence of cells,
         one per layer.
-      num_layers, bidirectional, dropout, input_dropout, recurrent_dropout,
-        time_major: as :func:`rnnjax.stack`.
+      num_layers, bidirectional, dropout, input_dropout, recurrent_dropout, time_major:
+        as :func:`rnnjax.stack`.
       impl: ``"auto"``, ``"scan"``, ``"fused"`` or ``"associative"``, as
         :func:`rnnjax.unroll`.
       unroll: steps per loop iteration of ``lax.scan``.
@@ -222,9 +222,23 @@ def _shorthand(factory, flax_name: str):
 
 
 LSTMCell = _shorthand(lstm, "LSTMCell")
+"""``LSTMCell(features, *, name=None, **options)`` is
+``Cell(rnnjax.lstm(features, **options), name=name)``."""
 GRUCell = _shorthand(gru, "GRUCell")
+"""``GRUCell(features, *, name=None, **options)`` is
+``Cell(rnnjax.gru(features, **options), name=name)``."""
 SimpleCell = _shorthand(simple_rnn, "SimpleCell")
+"""``SimpleCell(features, *, name=None, **options)`` is
+``Cell(rnnjax.simple_rnn(features, **options), name=name)``."""
 MGUCell = _shorthand(mgu, "MGUCell")
+"""``MGUCell(features, *, name=None, **options)`` is
+``Cell(rnnjax.mgu(features, **options), name=name)``."""
 MUT1Cell = _shorthand(mut1, "MUT1Cell")
+"""``MUT1Cell(features, *, name=None, **options)`` is
+``Cell(rnnjax.mut1(features, **options), name=name)``."""
 MUT2Cell = _shorthand(mut2, "MUT2Cell")
+"""``MUT2Cell(features, *, name=None, **options)`` is
+``Cell(rnnjax.mut2(features, **options), name=name)``."""
 MUT3Cell = _shorthand(mut3, "MUT3Cell")
+"""``MUT3Cell(features, *, name=None, **options)`` is
+``Cell(rnnjax.mut3(features, **options), name=name)``."""

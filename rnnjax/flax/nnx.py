@@ -134,8 +134,8 @@ class RNN(nnx.Module):
       cells: one rnnjax cell (repeated ``num_layers`` times) or a sequence of cells,
         one per layer.
       in_features: ``I``.
-      num_layers, bidirectional, dropout, input_dropout, recurrent_dropout,
-        time_major: as :func:`rnnjax.stack`.
+      num_layers, bidirectional, dropout, input_dropout, recurrent_dropout, time_major:
+        as :func:`rnnjax.stack`.
       impl: ``"auto"``, ``"scan"``, ``"fused"`` or ``"associative"``, as
         :func:`rnnjax.unroll`.
       unroll: steps per loop iteration of ``lax.scan``.
@@ -336,9 +336,23 @@ def _shorthand(factory, flax_name: str):
 
 
 LSTMCell = _shorthand(lstm, "LSTMCell")
+"""``LSTMCell(in_features, hidden_features, *, rngs, **options)`` is
+``Cell(rnnjax.lstm(hidden_features, **options), in_features, rngs=rngs)``."""
 GRUCell = _shorthand(gru, "GRUCell")
+"""``GRUCell(in_features, hidden_features, *, rngs, **options)`` is
+``Cell(rnnjax.gru(hidden_features, **options), in_features, rngs=rngs)``."""
 SimpleCell = _shorthand(simple_rnn, "SimpleCell")
+"""``SimpleCell(in_features, hidden_features, *, rngs, **options)`` is
+``Cell(rnnjax.simple_rnn(hidden_features, **options), in_features, rngs=rngs)``."""
 MGUCell = _shorthand(mgu, "MGUCell")
+"""``MGUCell(in_features, hidden_features, *, rngs, **options)`` is
+``Cell(rnnjax.mgu(hidden_features, **options), in_features, rngs=rngs)``."""
 MUT1Cell = _shorthand(mut1, "MUT1Cell")
+"""``MUT1Cell(in_features, hidden_features, *, rngs, **options)`` is
+``Cell(rnnjax.mut1(hidden_features, **options), in_features, rngs=rngs)``."""
 MUT2Cell = _shorthand(mut2, "MUT2Cell")
+"""``MUT2Cell(in_features, hidden_features, *, rngs, **options)`` is
+``Cell(rnnjax.mut2(hidden_features, **options), in_features, rngs=rngs)``."""
 MUT3Cell = _shorthand(mut3, "MUT3Cell")
+"""``MUT3Cell(in_features, hidden_features, *, rngs, **options)`` is
+``Cell(rnnjax.mut3(hidden_features, **options), in_features, rngs=rngs)``."""
