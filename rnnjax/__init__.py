@@ -2,6 +2,9 @@
 
 Pure cells over parameter pytrees (``rnnjax.lstm``, ``rnnjax.gru``, ...), unrolled
 by ``rnnjax.unroll`` through fused kernels, stacked by ``rnnjax.stack``.
+
+``rnnjax.draw`` and ``rnnjax.unroll`` are the functions, which shadow the modules of
+the same name; reach their other names with ``from rnnjax.draw import ...``.
 """
 
 from rnnjax import attention, generative, interop
@@ -48,6 +51,7 @@ from rnnjax.cells import (
     simple_rnn,
 )
 from rnnjax.checks import check_lengths
+from rnnjax.draw import DRAW, Glimpse, draw
 from rnnjax.generative import GenerativeRNN, storn, vrnn
 from rnnjax.layers import Stack, stack
 from rnnjax.unroll import unroll
@@ -61,9 +65,11 @@ __all__ = [
     "ClockworkRNN",
     "ClockworkState",
     "ConvLSTM",
+    "DRAW",
     "DepthGatedLSTM",
     "FusedFormCell",
     "GRU",
+    "Glimpse",
     "GenerativeRNN",
     "GridLSTM",
     "GridLSTM1D",
@@ -85,6 +91,7 @@ __all__ = [
     "conv_lstm",
     "depth_gated_lstm",
     "doubly_stochastic_penalty",
+    "draw",
     "generative",
     "grid_block",
     "grid_lstm",

@@ -1,8 +1,10 @@
-"""Data for rnnjax: synthetic long-time-lag tasks, character text, JSB Chorales.
+"""Data for rnnjax: synthetic long-time-lag tasks, character text, JSB Chorales,
+scikit-learn's 8 x 8 digits.
 
 Pure NumPy (JAX keys are accepted as seeds); nothing here imports Flax or Optax.
 """
 
+from rnnjax.data.digits import load_digits
 from rnnjax.data.music import load_jsb, pad_batch
 from rnnjax.data.synthetic import (
     ADDING_TOLERANCE,
@@ -30,6 +32,7 @@ __all__ = [
     "batches",
     "copy",
     "default_corpus",
+    "load_digits",
     "load_jsb",
     "load_text",
     "long_time_lag",
