@@ -8,39 +8,107 @@
   (``linear_recurrence``: ``min_gru``, ``min_lstm``); a parallel
   ``lax.associative_scan`` over the steps' affine maps, ``O(log T)`` depth
   (``benchmarks/RESULTS.md``).
+- ``pallas``: the plain LSTM and the GRU (reset after); Pallas kernels that walk
+  time with ``W_h`` on chip, forward and backward (a ``custom_vjp``: reverse mode
+  only). GPU (Triton) and TPU (Mosaic) flavours, picked by the backend at trace
+  time; on the CPU they run in Pallas' interpreter (slow; for tests). See
+  ``pallas_gpu``, ``pallas_tpu`` and :func:`pallas_options`.
 """
 
+import functools
+
+import jax
+
 from rnnjax.cells.base import is_fusable
+from rnnjax.kernels._pallas_common import (
+    PallasOptions,
+    check_supported,
+    is_supported,
+    pallas_options,
+    resolved_options,
+)
 from rnnjax.kernels.associative import (
     associative_recurrence,
     check_linear,
     has_linear_recurrence,
 )
 from rnnjax.kernels.fused import fused_recurrence
+from rnnjax.kernels.pallas_gpu import gpu_recurrence
+from rnnjax.kernels.pallas_tpu import tpu_recurrence
 from rnnjax.kernels.scan import scan_recurrence
 
-IMPLS = ("auto", "scan", "fused", "associative")
+IMPLS = ("auto", "scan", "fused", "associative", "pallas")
+
+
+def pallas_recurrence(
+    cell,
+    params,
+    carry0,
+    zs,
+    valid=None,
+    resets=None,
+    rec_mask=None,
+    unroll=1,
+    bias=None,
+    *,
+    fallback=None,
+):
+    """Same contract as :func:`rnnjax.kernels.scan.scan_recurrence`, through the
+    Pallas kernels of the flavour that :func:`pallas_options` resolves to (TPU on a
+    TPU backend, GPU otherwise). ``fallback`` runs shapes the kernels cannot hold
+    (else they raise ValueError)."""
+    flavour = resolved_options().flavour
+    run = tpu_recurrence if flavour == "tpu" else gpu_recurrence
+    return run(
+        cell,
+        params,
+        carry0,
+        zs,
+        valid,
+        resets,
+        rec_mask,
+        unroll,
+        bias,
+        fallback=fallback,
+    )
 
 
 def select(cell, impl: str):
     """Returns the recurrence function for ``impl`` (``"auto"`` picks the fastest
-    valid one for this cell: ``associative`` for cells linear in the state,
-    ``fused`` for fused-form cells, ``scan`` otherwise)."""
+    valid one for this cell: ``associative`` for cells linear in the state;
+    on a GPU or TPU backend ``pallas`` for the plain LSTM and the GRU (``fused``
+    for shapes it cannot hold); ``fused`` for fused-form cells; ``scan``
+    otherwise)."""
     if impl not in IMPLS:
         raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
+    if impl == "pallas":
+        check_supported(cell)
+        return pallas_recurrence
     if impl == "associative" or (impl == "auto" and has_linear_recurrence(cell)):
         check_linear(cell)
         return associative_recurrence
+    if impl == "auto" and _accelerator() and is_supported(cell):
+        return functools.partial(pallas_recurrence, fallback=fused_recurrence)
     if impl == "scan" or (impl == "auto" and not is_fusable(cell)):
         return scan_recurrence
     return fused_recurrence
 
 
+def _accelerator() -> bool:
+    """Whether the default backend (at trace time) is a GPU or a TPU."""
+    return jax.default_backend() in ("gpu", "tpu")
+
+
 __all__ = [
     "IMPLS",
+    "PallasOptions",
     "associative_recurrence",
     "fused_recurrence",
+    "gpu_recurrence",
     "has_linear_recurrence",
+    "pallas_options",
+    "pallas_recurrence",
     "scan_recurrence",
     "select",
+    "tpu_recurrence",
 ]
