@@ -1,0 +1,6 @@
+"""``python -m rnnjax``: the ``rnnjax`` command (see :mod:`rnnjax.cli`)."""
+
+from rnnjax.cli import main
+
+if __name__ == "__main__":
+    raise SystemExit(main())
