@@ -356,7 +356,7 @@ def recurrence(
     (``impl="auto"``); without it they raise ValueError.
     """
     check_supported(cell)
-    if zs.shape[0] == 0:
+    if zs.size == 0:  # no step or no sequence: nothing for a kernel to do
         return scan_recurrence(
             cell, params, carry0, zs, valid, resets, rec_mask, unroll, bias
         )

@@ -168,12 +168,15 @@ def test_grad_of_inputs_only():
         assert_tree_close(grad("pallas"), grad("scan"))
 
 
-def test_empty_sequence():
+@pytest.mark.parametrize(
+    "shape", [(2, 0, IN), (0, T, IN)], ids=["no_steps", "no_batch"]
+)
+def test_empty(shape):
     cell = rnnjax.gru(5)
     params = cell.init(jax.random.key(0), IN)
     with pallas_options(interpret=True):
-        carry, ys = rnnjax.unroll(cell, params, jnp.ones((2, 0, IN)), impl="pallas")
-    assert ys.shape == (2, 0, 5) and carry.shape == (2, 5)
+        carry, ys = rnnjax.unroll(cell, params, jnp.ones(shape), impl="pallas")
+    assert ys.shape == (*shape[:2], 5) and carry.shape == (shape[0], 5)
 
 
 # ---------------------------------------------------------------------- selection
