@@ -50,7 +50,9 @@ def unroll(
         the carry returns to the initial carry (``carry``) before that step, for
         episode boundaries. With ``reverse`` the flag stays with its step.
       unroll: steps per loop iteration of ``lax.scan``.
-      impl: ``"auto"``, ``"scan"``, ``"fused"`` or ``"associative"``.
+      impl: ``"auto"``, ``"scan"``, ``"fused"``, ``"associative"`` or
+        ``"pallas"`` (Pallas kernels for the plain LSTM and the GRU with reset
+        after, GPU/TPU; reverse-mode derivatives only; interpreted on the CPU).
       rec_mask: optional ``(*B, K)`` multiplier of the recurrent product's operand
         (variational recurrent dropout; see ``rnnjax.stack``).
       remat: memory for reverse mode, exactly the same numbers: ``None`` keeps

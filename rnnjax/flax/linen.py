@@ -107,7 +107,7 @@ class RNN(nn.Module):
         one per layer.
       num_layers, bidirectional, dropout, input_dropout, recurrent_dropout, time_major:
         as :func:`rnnjax.stack`.
-      impl: ``"auto"``, ``"scan"``, ``"fused"`` or ``"associative"``, as
+      impl: ``"auto"``, ``"scan"``, ``"fused"``, ``"associative"`` or ``"pallas"``, as
         :func:`rnnjax.unroll`.
       unroll: steps per loop iteration of ``lax.scan``.
       remat, chunk_size: memory for reverse mode (``None``, ``"step"`` or

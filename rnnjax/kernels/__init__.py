@@ -39,6 +39,13 @@ from rnnjax.kernels.scan import scan_recurrence
 
 IMPLS = ("auto", "scan", "fused", "associative", "pallas")
 
+# Backends where "auto" picks the Pallas kernels: those where benchmarks/gpu.py's
+# checks passed on real hardware and pallas beat fused (recorded in
+# benchmarks/RESULTS.md). Empty until then: the kernels have only run in Pallas'
+# interpreter and been cross-lowered, and a kernel that fails to compile on a real
+# GPU must not break every LSTM under the default impl. impl="pallas" opts in.
+AUTO_PALLAS_BACKENDS: frozenset[str] = frozenset()
+
 
 def pallas_recurrence(
     cell,
@@ -76,9 +83,9 @@ def pallas_recurrence(
 def select(cell, impl: str):
     """Returns the recurrence function for ``impl`` (``"auto"`` picks the fastest
     valid one for this cell: ``associative`` for cells linear in the state;
-    on a GPU or TPU backend ``pallas`` for the plain LSTM and the GRU (``fused``
-    for shapes it cannot hold); ``fused`` for fused-form cells; ``scan``
-    otherwise)."""
+    ``pallas`` for the plain LSTM and the GRU on the backends of
+    :data:`AUTO_PALLAS_BACKENDS` (none yet; ``fused`` for shapes it cannot hold);
+    ``fused`` for fused-form cells; ``scan`` otherwise)."""
     if impl not in IMPLS:
         raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
     if impl == "pallas":
@@ -95,11 +102,12 @@ def select(cell, impl: str):
 
 
 def _accelerator() -> bool:
-    """Whether the default backend (at trace time) is a GPU or a TPU."""
-    return jax.default_backend() in ("gpu", "tpu")
+    """Whether "auto" may pick Pallas on the default backend (at trace time)."""
+    return jax.default_backend() in AUTO_PALLAS_BACKENDS
 
 
 __all__ = [
+    "AUTO_PALLAS_BACKENDS",
     "IMPLS",
     "PallasOptions",
     "associative_recurrence",

@@ -206,8 +206,12 @@ def test_auto_never_picks_pallas_on_cpu():
     assert kernels.select(rnnjax.gru(4), "auto") is fused_recurrence
 
 
-def test_auto_picks_pallas_on_accelerators(monkeypatch):
-    monkeypatch.setattr(kernels, "_accelerator", lambda: True)
+def test_auto_does_not_pick_pallas_before_hardware_checks():
+    assert not kernels.AUTO_PALLAS_BACKENDS
+
+
+def test_auto_picks_pallas_on_verified_backends(monkeypatch):
+    monkeypatch.setattr(kernels, "AUTO_PALLAS_BACKENDS", frozenset({"cpu"}))
     chosen = kernels.select(rnnjax.lstm(4), "auto")
     assert chosen.func is kernels.pallas_recurrence
     assert chosen.keywords == {"fallback": fused_recurrence}
