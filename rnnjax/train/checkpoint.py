@@ -82,6 +82,7 @@ class Checkpoints:
         return sorted(self._manager.all_steps())
 
     def path(self, step: int) -> pathlib.Path:
+        """The directory of ``step``."""
         return self.directory / str(step)
 
     def save(self, step: int, state) -> pathlib.Path:
@@ -151,6 +152,7 @@ class Checkpoints:
         return moved
 
     def close(self) -> None:
+        """Releases Orbax's manager (also on leaving a ``with`` block)."""
         self._manager.close()
 
     def __enter__(self):

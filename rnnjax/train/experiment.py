@@ -843,9 +843,10 @@ def _loop(exp, state, start, mesh, ckpts, writer, progress):
         done = s + 1
         last = done == cfg.steps
         if done % cfg.log_every == 0 or last:
+            loss = np.mean(jax.device_get(window))  # waits for the steps to finish
             rate = len(window) / (time.perf_counter() - tick)
             values = {
-                "loss": np.mean(jax.device_get(window)),
+                "loss": loss,
                 "grad_norm": step_metrics["grad_norm"],
                 "learning_rate": _jitted(exp.schedule)(done),
                 "skipped": state.skipped,

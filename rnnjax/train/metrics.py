@@ -39,8 +39,9 @@ def read(path) -> list[dict]:
 
 
 def _truncate(path: pathlib.Path, last_step: int) -> None:
-    """Keeps the records up to ``last_step``; rewrites atomically."""
-    kept = [r for r in read(path) if r["step"] <= last_step]
+    """Keeps the records up to ``last_step`` but the final ``test`` ones (a resumed
+    run writes them again); rewrites atomically."""
+    kept = [r for r in read(path) if r["step"] <= last_step and r["split"] != "test"]
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
     os.replace(tmp, path)
@@ -77,6 +78,7 @@ class MetricsWriter:
             self._tb.add_scalar(f"{split}/{name}", value, int(step))
 
     def close(self) -> None:
+        """Flushes and closes both files (also on leaving a ``with`` block)."""
         self._file.close()
         self._tb.close()
 
