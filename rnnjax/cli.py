@@ -109,10 +109,11 @@ def _train(args, overrides) -> None:
     else:
         name, config = configs.load(args.config or configs.DEFAULT)
     config = configs.override(config, overrides)
-    workdir = args.workdir or _new_workdir(name)
-    print(f"rnnjax train: config {name}, workdir {workdir}", flush=True)
     experiment.train_and_evaluate(
-        config, workdir, resume=args.resume, progress=args.progress
+        config,
+        args.workdir or _new_workdir(name),
+        resume=args.resume,
+        progress=args.progress,
     )
 
 

@@ -789,6 +789,7 @@ def train_and_evaluate(
     exp = build(config)
     workdir = pathlib.Path(workdir)
     _prepare(workdir, exp, resume)
+    print(f"run directory: {workdir}", flush=True)
     cfg = exp.config
     mesh = parallel.data_mesh()
     state = parallel.replicate(init_state(exp), mesh)

@@ -112,6 +112,7 @@ def test_batches_depend_on_seed_and_step_only(text_file):
     assert all(b.inputs.shape == (4, 16) for b in valid)
 
 
+@pytest.mark.slow
 def test_char_run_resume_eval_and_sample(tmp_path, text_file):
     workdir = tmp_path / "run"
     config = tiny("char_lstm", text_file)
