@@ -49,6 +49,7 @@ import optax
 
 import rnnjax
 from rnnjax import configs, data
+from rnnjax.kernels import IMPLS
 from rnnjax.train import checkpoint, losses, parallel
 from rnnjax.train import metrics as metrics_lib
 from rnnjax.train import step as step_lib
@@ -77,7 +78,6 @@ CELLS = {
 }
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 SCHEDULES = ("constant", "linear", "cosine")
-IMPLS = ("auto", "scan", "fused", "associative")
 #: Each task's built-in config, which is also its schema (the keys allowed).
 TASKS = {"char": "char_lstm", "adding": "adding_lstm", "jsb": "jsb_lstm"}
 #: Keys a resumed run may change: they steer the loop, not what it computes.

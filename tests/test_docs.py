@@ -1,0 +1,77 @@
+"""The documentation site builds in strict mode and documents every public name."""
+
+import importlib
+import inspect
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+PUBLIC_MODULES = [
+    "rnnjax",
+    "rnnjax.train",
+    "rnnjax.data",
+    "rnnjax.interop",
+    "rnnjax.flax.linen",
+    "rnnjax.flax.nnx",
+]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    pytest.importorskip("mkdocs", reason="the docs extras (mkdocs) are not installed")
+    out = tmp_path_factory.mktemp("site")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return out
+
+
+def _anchors(site):
+    ids = set()
+    for page in site.rglob("*.html"):
+        ids |= set(re.findall(r'id="([A-Za-z_][\w.]*)"', page.read_text()))
+    return ids
+
+
+def _names(module_name):
+    """``(public name, canonical path)`` of every name in ``__all__``."""
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        obj = getattr(module, name)
+        if inspect.ismodule(obj):
+            yield name, obj.__name__
+        else:
+            path = (
+                f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', '')}"
+            )
+            yield name, path
+
+
+@pytest.mark.slow
+def test_every_public_name_is_documented(site):
+    ids = _anchors(site)
+    missing = [
+        f"{module}.{name}"
+        for module in PUBLIC_MODULES
+        for name, canonical in _names(module)
+        if f"{module}.{name}" not in ids and canonical not in ids
+    ]
+    assert not missing, f"public names without an API entry (or docstring): {missing}"
+
+
+def test_every_page_is_in_the_nav():
+    config = (ROOT / "mkdocs.yml").read_text()
+    pages = [p.relative_to(ROOT / "docs").as_posix() for p in ROOT.glob("docs/**/*.md")]
+    assert pages
+    for page in pages:
+        assert page in config, f"docs/{page} is not in mkdocs.yml's nav"
