@@ -2,9 +2,10 @@
 command-line overrides.
 
 Each config is a module with ``get_config() -> ml_collections.ConfigDict``:
-``char_lstm`` (the default), ``adding_lstm``, ``jsb_lstm`` and ``jsb_gru``. The
-repository's ``configs/*.py`` re-export them, so ``--config configs/char_lstm.py``
-(a path) and ``--config char_lstm`` (a name) load the same thing.
+``char_lstm`` (the default), ``adding_lstm``, ``jsb_lstm``, ``jsb_gru`` and
+``temporal_order_lstm``. The repository's ``configs/*.py`` re-export them, so
+``--config configs/char_lstm.py`` (a path) and ``--config char_lstm`` (a name) load
+the same thing.
 
 Overrides are ``("model.hidden_size", "512")`` pairs, from
 ``--config.model.hidden_size=512``: the key must exist and the text is parsed as the
@@ -24,7 +25,7 @@ import ml_collections
 __all__ = ["DEFAULT", "NAMES", "from_json", "load", "override"]
 
 #: The built-in configs, by name.
-NAMES = ("char_lstm", "adding_lstm", "jsb_lstm", "jsb_gru")
+NAMES = ("char_lstm", "adding_lstm", "jsb_lstm", "jsb_gru", "temporal_order_lstm")
 #: What ``rnnjax train`` runs without ``--config``.
 DEFAULT = "char_lstm"
 

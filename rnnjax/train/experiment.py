@@ -27,12 +27,23 @@ Tasks (``config.task``), their data and metrics:
   from the seed; metrics: ``mse`` and ``accuracy`` (absolute error below 0.04).
 - ``jsb``: JSB Chorales piano rolls; training windows of at most ``seq_len`` steps,
   whole chorales in evaluation; metric: ``nll`` per time step (nats).
+- ``temporal_order``: the temporal order problem (``data.num_relevant`` 2 or 3,
+  Hochreiter & Schmidhuber 1997, Experiments 6a and 6b), a softmax classification
+  at the last step; ``valid`` and ``test`` as for ``adding``; metrics: ``loss``
+  (cross-entropy), ``accuracy`` (argmax) and ``solved``, the paper's criterion:
+  the fraction of sequences whose every output (the softmax probabilities against
+  the one-hot target) is within 0.3 of its target.
+
+``model.cell`` names a cell constructor, optionally with keyword options in call
+syntax, e.g. ``"lstm(peephole=True, forget_bias=0.0)"`` (literal values only).
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import functools
+import inspect
 import json
 import math
 import numbers
@@ -59,6 +70,7 @@ __all__ = [
     "Model",
     "Task",
     "build",
+    "cell_spec",
     "check_config",
     "evaluate",
     "generate",
@@ -79,7 +91,12 @@ CELLS = {
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 SCHEDULES = ("constant", "linear", "cosine")
 #: Each task's built-in config, which is also its schema (the keys allowed).
-TASKS = {"char": "char_lstm", "adding": "adding_lstm", "jsb": "jsb_lstm"}
+TASKS = {
+    "char": "char_lstm",
+    "adding": "adding_lstm",
+    "jsb": "jsb_lstm",
+    "temporal_order": "temporal_order_lstm",
+}
 #: Keys a resumed run may change: they steer the loop, not what it computes.
 LOOP_KEYS = ("steps", "eval_every", "checkpoint_every", "keep", "log_every")
 
@@ -166,7 +183,7 @@ def _check_values(config) -> None:
         _require(config, key, _get(config, key) >= 1, "a positive int")
     _require(config, "keep", config.keep >= 2, "an int >= 2")
     _require(config, "seed", config.seed >= 0, "an int >= 0")
-    _require(config, "model.cell", config.model.cell in CELLS, f"one of {list(CELLS)}")
+    cell_spec(config.model.cell)
     _require(config, "model.impl", config.model.impl in IMPLS, f"one of {IMPLS}")
     _require(config, "model.dropout", 0 <= config.model.dropout < 1, "a rate in [0, 1)")
     opt = config.optimizer
@@ -188,13 +205,53 @@ def _check_values(config) -> None:
         _require(
             config, "sample.num_samples", config.sample.num_samples >= 1, "an int >= 1"
         )
-    elif config.task == "adding":
-        _require(config, "seq_len", config.seq_len >= 11, "an int >= 11")
+    elif config.task in ("adding", "temporal_order"):
+        low = 11 if config.task == "adding" else 20
+        _require(config, "seq_len", config.seq_len >= low, f"an int >= {low}")
         _require(
             config, "data.eval_batches", config.data.eval_batches >= 1, "an int >= 1"
         )
+    if config.task == "temporal_order":
+        _require(
+            config, "data.num_relevant", config.data.num_relevant in (2, 3), "2 or 3"
+        )
     elif config.task == "jsb":
         _require(config, "data.path", bool(config.data.path), "the path of the file")
+
+
+def cell_spec(spec) -> tuple[str, dict]:
+    """``(name, options)`` of a ``model.cell`` string such as ``"lstm"`` or
+    ``"lstm(peephole=True, forget_bias=0.0)"`` (keyword options, literal values);
+    ``ValueError`` naming ``config.model.cell`` otherwise."""
+    where = f"config.model.cell: expected one of {list(CELLS)}"
+    try:
+        call = ast.parse(str(spec).strip(), mode="eval").body
+        if isinstance(call, ast.Name):
+            name, options = call.id, {}
+        elif (
+            isinstance(call, ast.Call)
+            and isinstance(call.func, ast.Name)
+            and not call.args
+            and all(k.arg for k in call.keywords)
+        ):
+            name = call.func.id
+            options = {k.arg: ast.literal_eval(k.value) for k in call.keywords}
+        else:
+            raise ValueError
+    except (SyntaxError, ValueError):
+        raise ValueError(
+            f"{where}, optionally with keyword options as in "
+            f"'lstm(peephole=True)', got {spec!r}"
+        ) from None
+    if name not in CELLS:
+        raise ValueError(f"{where}, got {spec!r}")
+    known = inspect.signature(CELLS[name]).parameters
+    for key in options:
+        if key not in known or key == "hidden_size":
+            raise ValueError(
+                f"config.model.cell: {name}() has no option {key!r} (in {spec!r})"
+            )
+    return name, options
 
 
 def _resolved(config) -> ml_collections.ConfigDict:
@@ -315,6 +372,26 @@ def _adding_task(config) -> Task:
     return Task("adding", train_batch, _checked_split(eval_batches))
 
 
+def _temporal_order_task(config) -> Task:
+    shape = (config.batch_size, config.seq_len)
+    options = {
+        "num_relevant": config.data.num_relevant,
+        "variable_length": config.data.variable_length,
+    }
+
+    def train_batch(step):
+        return data.temporal_order(_rng(config.seed, 0, step), *shape, **options)
+
+    def eval_batches(split):
+        stream = {"valid": 1, "test": 2}[split]
+        return [
+            data.temporal_order(_rng(config.seed, stream, i), *shape, **options)
+            for i in range(config.data.eval_batches)
+        ]
+
+    return Task("temporal_order", train_batch, _checked_split(eval_batches))
+
+
 def _piano_batch(rolls, num_steps: int) -> data.Batch:
     """Next-step pairs of ``rolls``, padded to ``num_steps``; mask = valid steps."""
     inputs, targets, lengths = data.pad_batch(rolls)
@@ -413,12 +490,16 @@ def _sizes(config, vocab) -> tuple[int, int, bool]:
         return vocab.size, vocab.size, True
     if config.task == "adding":
         return 2, 1, False
+    if config.task == "temporal_order":
+        classes = len(data.TEMPORAL_ORDER_CLASSES[config.data.num_relevant])
+        return len(data.TEMPORAL_ORDER_SYMBOLS), classes, False
     return data.music.NUM_NOTES, data.music.NUM_NOTES, False
 
 
 def _model(config, vocab) -> Model:
     m = config.model
-    cell = CELLS[m.cell](m.hidden_size)
+    name, options = cell_spec(m.cell)
+    cell = CELLS[name](m.hidden_size, **options)
     stack = rnnjax.stack(cell, m.num_layers, dropout=m.dropout)
     return Model(stack, *_sizes(config, vocab), impl=m.impl)
 
@@ -434,7 +515,7 @@ def _apply(model, task_name, params, batch, key):
 
 def _loss(task_name, outputs, batch):
     """``(mean loss, count)`` of a task."""
-    if task_name == "char":
+    if task_name in ("char", "temporal_order"):
         return losses.softmax_cross_entropy(outputs, batch.targets, batch.mask)
     if task_name == "adding":
         return losses.mse(outputs, batch.targets, batch.mask)
@@ -541,6 +622,8 @@ def _task(config, vocab) -> Task:
         return _char_task(config, vocab)
     if config.task == "adding":
         return _adding_task(config)
+    if config.task == "temporal_order":
+        return _temporal_order_task(config)
     return _jsb_task(config)
 
 
@@ -579,16 +662,34 @@ def _eval_sums(model: Model, task_name: str):
             err = jnp.abs(outputs - batch.targets)[..., 0]
             hits = (err < data.ADDING_TOLERANCE) & (batch.mask > 0)
             out["hits"] = jnp.sum(hits, dtype=jnp.int32)
+        if task_name == "temporal_order":
+            out.update(_order_hits(outputs, batch))
         return out
 
     return sums
+
+
+def _order_hits(logits, batch) -> dict:
+    """Counts of scored steps classified by argmax (``hits``) and by the paper's
+    criterion, every output within ``TEMPORAL_ORDER_TOLERANCE`` of the one-hot
+    target (``solved``)."""
+    scored = batch.mask > 0
+    probs = jax.nn.softmax(logits, axis=-1)
+    target = jax.nn.one_hot(batch.targets, logits.shape[-1])
+    within = jnp.all(jnp.abs(probs - target) < data.TEMPORAL_ORDER_TOLERANCE, -1)
+    argmax = jnp.argmax(logits, axis=-1) == batch.targets
+    return {
+        "hits": jnp.sum(argmax & scored, dtype=jnp.int32),
+        "solved": jnp.sum(within & scored, dtype=jnp.int32),
+    }
 
 
 def evaluate(exp: Experiment, params, split: str = "test", *, mesh=None) -> dict:
     """The task's metrics on ``split`` (``"valid"`` or ``"test"``) as floats.
 
     ``char``: ``loss`` (nats per character) and ``bpc``; ``adding``: ``loss`` =
-    ``mse`` and ``accuracy``; ``jsb``: ``loss`` = ``nll`` (nats per time step).
+    ``mse`` and ``accuracy``; ``jsb``: ``loss`` = ``nll`` (nats per time step);
+    ``temporal_order``: ``loss`` (cross-entropy), ``accuracy`` and ``solved``.
     With a ``mesh`` the batches are split over its devices.
     """
     if exp.task is None:
@@ -604,6 +705,13 @@ def evaluate(exp: Experiment, params, split: str = "test", *, mesh=None) -> dict
         return {"loss": loss, "bpc": loss / math.log(2)}
     if exp.config.task == "adding":
         return {"loss": loss, "mse": loss, "accuracy": totals["hits"] / totals["count"]}
+    if exp.config.task == "temporal_order":
+        count = max(totals["count"], 1)
+        return {
+            "loss": loss,
+            "accuracy": totals["hits"] / count,
+            "solved": totals["solved"] / count,
+        }
     return {"loss": loss, "nll": loss}
 
 

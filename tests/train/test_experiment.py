@@ -76,6 +76,12 @@ def bad(config, key, value):
         ("task", "music", ValueError, r"config\.task: expected one of"),
         ("model.impl", "associative", ValueError, "impl"),  # caught by the dry run
         ("seq_len", 10_000, ValueError, r"config\.seq_len: 10000 is longer"),
+        ("model.cell", "lstm(peep=True)", ValueError, r"lstm\(\) has no option 'peep'"),
+        ("model.cell", "lstm(4)", ValueError, r"config\.model\.cell: expected one"),
+        ("model.cell", "lstm(x=y)", ValueError, r"keyword options"),
+        ("model.cell", "lstm(hidden_size=4)", ValueError, "no option 'hidden_size'"),
+        # Caught by the cell itself, at build time.
+        ("model.cell", "lstm(coupled=True, forget_gate=False)", ValueError, "coupled"),
     ],
 )
 def test_bad_config_writes_nothing(tmp_path, text_file, key, value, error, match):
@@ -220,3 +226,36 @@ def test_adding_on_two_devices(tmp_path):
     assert set(results["test"]) == {"loss", "mse", "accuracy"}
     assert 0 <= results["test"]["accuracy"] <= 1
     assert "samples" not in results
+
+
+def test_cell_options_reach_the_cell():
+    config = tiny(
+        "adding_lstm", extra=[("model.cell", "lstm(peephole=True, forget_bias=0.0)")]
+    )
+    assert experiment.cell_spec(config.model.cell) == (
+        "lstm",
+        {"peephole": True, "forget_bias": 0.0},
+    )
+    cell = experiment.build(config).model.stack.cells[0]
+    assert cell.peephole and cell.forget_bias == 0.0
+    assert experiment.cell_spec(" gru ") == ("gru", {})
+
+
+def test_temporal_order_run_and_metrics(tmp_path):
+    extra = [("seq_len", "20"), ("data.eval_batches", "2"), ("data.num_relevant", "3")]
+    config = tiny("temporal_order_lstm", extra=extra)
+    exp = experiment.build(config)
+    batch = exp.task.train_batch(0)
+    assert batch.inputs.shape[0] == 4 and batch.inputs.shape[2] == 8
+    results = experiment.train_and_evaluate(config, tmp_path / "run", progress=False)
+    assert set(results["test"]) == {"loss", "accuracy", "solved"}
+    assert 0 <= results["test"]["solved"] <= results["test"]["accuracy"] <= 1
+    # The paper's criterion: every output within 0.3 of the one-hot target.
+    logits = np.where(np.eye(8)[batch.targets] > 0, 5.0, 0.0)  # p(target) ~ 0.95
+    counts = experiment._order_hits(logits, batch)
+    assert int(counts["solved"]) == int(counts["hits"]) == 4
+    counts = experiment._order_hits(logits / 5.0, batch)  # p(target) ~ 0.28
+    assert int(counts["solved"]) == 0 and int(counts["hits"]) == 4
+    bad_config = configs.override(config, [("data.num_relevant", "4")])
+    with pytest.raises(ValueError, match=r"config\.data\.num_relevant: expected 2"):
+        experiment.build(bad_config)
