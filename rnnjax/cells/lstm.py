@@ -70,9 +70,11 @@ class LSTM(FusedFormCell):
     full_gate_recurrence: bool = False
     proj_size: int | None = None
     layer_norm: bool = False
+    chrono_init: int | None = None
 
     def __post_init__(self):
         super().__post_init__()
+        self._check_chrono()
         if self.coupled and not (self.forget_gate and self.input_gate):
             raise ValueError(
                 "coupled=True ties the forget gate to the input gate (f = 1 - i): "
@@ -94,6 +96,23 @@ class LSTM(FusedFormCell):
             )
         resolve_activation(self.input_activation, "input_activation")
         resolve_activation(self.output_activation, "output_activation")
+
+    def _check_chrono(self):
+        t_max = self.chrono_init
+        if t_max is None:
+            return
+        if isinstance(t_max, bool) or not isinstance(t_max, int) or t_max < 3:
+            raise ValueError(
+                f"chrono_init: expected an int >= 3 (the longest lag) or None, got "
+                f"{t_max!r}"
+            )
+        if not (self.forget_gate and self.input_gate) or self.coupled:
+            raise ValueError(
+                "chrono_init sets the forget and input gates' biases: expected "
+                "input_gate=True, forget_gate=True and coupled=False, got "
+                f"input_gate={self.input_gate}, forget_gate={self.forget_gate}, "
+                f"coupled={self.coupled}"
+            )
 
     # ---------------------------------------------------------------- layout
 
@@ -118,14 +137,25 @@ class LSTM(FusedFormCell):
 
     # ---------------------------------------------------------------- contract
 
+    def _chrono_log_u(self, key):
+        """``log u``, ``u ~ U(1, T_max - 1)`` per unit (Tallec & Ollivier 2018)."""
+        u = jax.random.uniform(
+            key, (self.hidden_size,), minval=1.0, maxval=self.chrono_init - 1.0
+        )
+        return jnp.log(u)
+
     def _init(self, key, input_size):
         kd, kp, kg, kr = jax.random.split(key, 4)
         H, names = self.hidden_size, self.gate_names
         params = self._dense_init(kd, input_size, len(names), self.output_size)
         if "f" in names:
-            shift = (
-                jnp.zeros((len(names), H)).at[names.index("f")].set(self.forget_bias)
-            )
+            shift = jnp.zeros((len(names), H))
+            if self.chrono_init is None:
+                shift = shift.at[names.index("f")].set(self.forget_bias)
+            else:
+                log_u = self._chrono_log_u(jax.random.fold_in(key, 1997))
+                shift = shift.at[names.index("f")].set(log_u)
+                shift = shift.at[names.index("i")].set(-log_u)
             params["b"] = params["b"] + shift.reshape(-1)
         if self.peephole:
             for name, k in zip(("i", "f", "o"), jax.random.split(kp, 3), strict=True):
@@ -245,6 +275,7 @@ def lstm(
     full_gate_recurrence: bool = False,
     proj_size: int | None = None,
     layer_norm: bool = False,
+    chrono_init: int | None = None,
     dtype: Any = None,
     kernel_init=None,
     recurrent_init=None,
@@ -267,6 +298,12 @@ def lstm(
       full_gate_recurrence: FGR, the sigmoid gates of ``t-1`` feed every sigmoid gate.
       proj_size: LSTMP (Sak et al. 2014; PyTorch's ``proj_size``): ``h = h W_hr``.
       layer_norm: layer-normalised gates and cell (Ba et al. 2016).
+      chrono_init: ``T_max``, the longest dependency expected: the chrono
+        initialisation of Tallec & Ollivier 2018, ``b_f = log u`` and
+        ``b_i = -log u`` with ``u ~ U(1, T_max - 1)`` per unit (added to
+        ``bias_init``'s values, in place of ``forget_bias``), so the cells start
+        with memories spanning 1 to ``T_max`` steps. Long lags such as the adding
+        problem at T = 500 need it (docs/reproductions.md).
       dtype: compute dtype of the matrix products.
       kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
         defaults Glorot uniform, orthogonal per gate, zeros (plus ``forget_bias``).
@@ -286,4 +323,5 @@ def lstm(
         full_gate_recurrence=full_gate_recurrence,
         proj_size=proj_size,
         layer_norm=layer_norm,
+        chrono_init=chrono_init,
     )

@@ -351,3 +351,30 @@ def test_project_any_leading_dims(option, batch_shape):
     ref.assert_tree_close(z, expected, "project(xs)")
     for t in range(xs.shape[0]):
         ref.assert_tree_close(cell.project(params, xs[t]), expected[t], f"step {t}")
+
+
+def test_chrono_init_sets_forget_and_input_biases():
+    hidden, t_max = 64, 100
+    cell = rnnjax.lstm(hidden, chrono_init=t_max, peephole=True)
+    b = np.asarray(cell.init(jax.random.key(0), 3)["b"]).reshape(4, hidden)
+    i, f, g, o = b  # gate blocks i, f, g, o
+    assert np.all(f >= 0.0) and np.all(f <= np.log(t_max - 1) + 1e-6)
+    assert f.std() > 0.3  # spread over the units, not one value
+    np.testing.assert_array_equal(i, -f)
+    np.testing.assert_array_equal(g, 0.0)
+    np.testing.assert_array_equal(o, 0.0)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(chrono_init=2),
+        dict(chrono_init=10.0),
+        dict(chrono_init=True),
+        dict(chrono_init=10, forget_gate=False),
+        dict(chrono_init=10, coupled=True),
+    ],
+)
+def test_chrono_init_rejects_bad_settings(kwargs):
+    with pytest.raises(ValueError, match="chrono_init"):
+        rnnjax.lstm(4, **kwargs)
