@@ -10,6 +10,9 @@ Groups (each a list of runs, see ``RUNS``):
 - ``hs_adding``, ``hs_order``: Hochreiter & Schmidhuber 1997, Experiments 4 (the
   adding problem at T = 100, 500, 1000) and 6a/6b (temporal order), LSTM against
   a tanh RNN.
+- ``hs_adding_chrono``: the adding problem at T = 500 and 1000 with a forget-gate
+  LSTM under the chrono initialisation (``lstm(chrono_init=...)``).
+  ``hs_chrono500`` and ``hs_chrono1000``: the same, trained longer.
 - ``chung``: Chung et al. 2014, tanh RNN, GRU and LSTM of about 20k parameters on
   JSB Chorales.
 - ``greff``: Greff et al. 2015, the vanilla (peephole) LSTM and its NP, CIFG, NFG
@@ -111,6 +114,15 @@ def _runs() -> list[Run]:
     # this 2-core machine alone: its own group, not run for the page.
     runs.append(_adding("hs_adding1000", "adding1000-lstm", LSTM97, 1000, 14000))
     runs.append(_adding("hs_adding1000", "adding1000-tanh", "simple_rnn", 1000, 3000))
+    # The chrono initialisation (Tallec & Ollivier 2018): forget/input biases
+    # log u / -log u, u ~ U(1, T_max - 1), memories spanning the whole lag at start.
+    for t in (500, 1000):
+        cell = f"lstm(chrono_init={t + t // 10})"
+        runs.append(_adding("hs_adding_chrono", f"adding{t}-chrono", cell, t, 2000))
+        # The criterion (at most 3 wrong) needs a longer run; one group per T so
+        # the two can run side by side.
+        name = f"adding{t}-chrono-long"
+        runs.append(_adding(f"hs_chrono{t}", name, cell, t, 6000 if t == 500 else 5000))
     # Temporal order: the 1997 cell with zero gate biases drifts (the paper sets
     # negative input-gate biases); the forget-gate LSTM is the one that learns.
     runs += [
