@@ -47,6 +47,12 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=20, help="timed runs (>= 10)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first")
     p.add_argument(
+        "--bf16",
+        action="store_true",
+        help="also bfloat16 compute: rnnjax dtype=bfloat16 (float32 parameters and "
+        "state) against PyTorch under torch.autocast('cpu', bfloat16)",
+    )
+    p.add_argument(
         "--only", default="", help="comma-separated substrings of contender names"
     )
     args = p.parse_args()
@@ -68,22 +74,32 @@ def jax_contender(name, f, params, xs) -> Contender:
     return Contender(name, lambda: fwd(params, xs), lambda: bwd(params, xs))
 
 
-def torch_contender(name, module, xs_np) -> Contender:
-    """A PyTorch recurrent module (``batch_first=True``), eager, 2 threads."""
+def torch_contender(name, module, xs_np, autocast: bool = False) -> Contender:
+    """A PyTorch recurrent module (``batch_first=True``), eager, 2 threads;
+    ``autocast``: under ``torch.autocast("cpu", dtype=torch.bfloat16)``."""
+    import contextlib
+
     import torch
 
     torch.set_num_threads(2)
     xs = torch.from_numpy(xs_np)
+    mode = (
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
+        if autocast
+        else contextlib.nullcontext
+    )
 
     def forward():
-        with torch.no_grad():
+        with torch.no_grad(), mode():
             return module(xs)[0]
 
     def backward():
         x = xs.clone().requires_grad_(True)
         for p in module.parameters():
             p.grad = None
-        module(x)[0].sum().backward()
+        with mode():
+            ys = module(x)[0]
+        ys.float().sum().backward()
         return x.grad
 
     return Contender(name, forward, backward, block=lambda out: out, group="torch")
@@ -174,7 +190,8 @@ def report(args, results, title: str, script: str) -> None:
     cmd = (
         f"python {script} --batch {args.batch} --time {args.time} "
         f"--input {args.input} --hidden {args.hidden} --repeats {args.repeats}"
-        + (f" --only {args.only}" if args.only else "")
+        + (f" --only '{args.only}'" if args.only else "")
+        + (" --bf16" if args.bf16 else "")
     )
     print(table(results, title))
     print()

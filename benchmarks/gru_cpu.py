@@ -74,6 +74,13 @@ def contenders(args):
 
     cell = rnnjax.gru(H)
     params = cell.init(key, n_in)
+    if args.bf16:
+        bf16_cell = rnnjax.gru(H, dtype=jnp.bfloat16)
+        f_bf16 = lambda p, x: rnnjax.unroll(bf16_cell, p, x)[1]
+        add(
+            "rnnjax auto bf16",
+            lambda: _common.jax_contender("rnnjax auto bf16", f_bf16, params, xs),
+        )
     for impl in ("auto", "fused", "scan"):
         f = lambda p, x, impl=impl: rnnjax.unroll(cell, p, x, impl=impl)[1]
         add(
@@ -113,6 +120,18 @@ def contenders(args):
         )
 
     add("pytorch", make_torch)
+
+    def make_torch_bf16():
+        import torch
+
+        torch.manual_seed(0)
+        module = torch.nn.GRU(n_in, H, batch_first=True)
+        return _common.torch_contender(
+            "pytorch nn.GRU autocast bf16", module, xs_np, autocast=True
+        )
+
+    if args.bf16:
+        add("pytorch nn.GRU autocast bf16", make_torch_bf16)
     return out
 
 
@@ -121,7 +140,7 @@ def main():
     results = _common.measure(contenders(args), args.repeats, args.warmup)
     title = (
         f"GRU, B={args.batch} T={args.time} I={args.input} H={args.hidden}, "
-        "float32, median ms"
+        f"float32{' (and bf16 rows)' if args.bf16 else ''}, median ms"
     )
     _common.report(args, results, title, "benchmarks/gru_cpu.py")
 
