@@ -20,6 +20,7 @@ import functools
 import jax
 
 from rnnjax.cells.base import is_fusable
+from rnnjax.kernels import _pallas_common
 from rnnjax.kernels._pallas_common import (
     PallasOptions,
     check_supported,
@@ -33,8 +34,8 @@ from rnnjax.kernels.associative import (
     has_linear_recurrence,
 )
 from rnnjax.kernels.fused import fused_recurrence
-from rnnjax.kernels.pallas_gpu import gpu_recurrence
-from rnnjax.kernels.pallas_tpu import tpu_recurrence
+from rnnjax.kernels.pallas_gpu import GPU
+from rnnjax.kernels.pallas_tpu import TPU
 from rnnjax.kernels.scan import scan_recurrence
 
 IMPLS = ("auto", "scan", "fused", "associative", "pallas")
@@ -64,9 +65,9 @@ def pallas_recurrence(
     Pallas kernels of the flavour that :func:`pallas_options` resolves to (TPU on a
     TPU backend, GPU otherwise). ``fallback`` runs shapes the kernels cannot hold
     (else they raise ValueError)."""
-    flavour = resolved_options().flavour
-    run = tpu_recurrence if flavour == "tpu" else gpu_recurrence
-    return run(
+    options = resolved_options()
+    return _pallas_common.recurrence(
+        TPU if options.flavour == "tpu" else GPU,
         cell,
         params,
         carry0,
@@ -76,6 +77,7 @@ def pallas_recurrence(
         rec_mask,
         unroll,
         bias,
+        options=options,
         fallback=fallback,
     )
 
@@ -112,11 +114,9 @@ __all__ = [
     "PallasOptions",
     "associative_recurrence",
     "fused_recurrence",
-    "gpu_recurrence",
     "has_linear_recurrence",
     "pallas_options",
     "pallas_recurrence",
     "scan_recurrence",
     "select",
-    "tpu_recurrence",
 ]

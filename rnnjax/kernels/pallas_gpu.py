@@ -492,34 +492,3 @@ def _stepwise_backward_kernel(plan, names, *refs):
 
 
 GPU = common.Flavour(plan=plan, forward=forward, backward=backward)
-
-
-def gpu_recurrence(
-    cell,
-    params,
-    carry0,
-    zs,
-    valid=None,
-    resets=None,
-    rec_mask=None,
-    unroll=1,
-    bias=None,
-    *,
-    fallback=None,
-):
-    """Same contract as :func:`rnnjax.kernels.scan.scan_recurrence`, through the GPU
-    kernels (in the interpreter on a CPU backend; see ``pallas_options``)."""
-    return common.recurrence(
-        GPU,
-        cell,
-        params,
-        carry0,
-        zs,
-        valid,
-        resets,
-        rec_mask,
-        unroll,
-        bias,
-        options=common.resolved_options(),
-        fallback=fallback,
-    )

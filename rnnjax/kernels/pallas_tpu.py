@@ -334,34 +334,3 @@ def _backward_kernel(plan, names, *refs):
 
 
 TPU = common.Flavour(plan=plan, forward=forward, backward=backward)
-
-
-def tpu_recurrence(
-    cell,
-    params,
-    carry0,
-    zs,
-    valid=None,
-    resets=None,
-    rec_mask=None,
-    unroll=1,
-    bias=None,
-    *,
-    fallback=None,
-):
-    """Same contract as :func:`rnnjax.kernels.scan.scan_recurrence`, through the TPU
-    kernels (in the interpreter on a CPU backend; see ``pallas_options``)."""
-    return common.recurrence(
-        TPU,
-        cell,
-        params,
-        carry0,
-        zs,
-        valid,
-        resets,
-        rec_mask,
-        unroll,
-        bias,
-        options=common.resolved_options(),
-        fallback=fallback,
-    )
