@@ -4,12 +4,13 @@ data parallelism over every device (``jax.sharding``), checkpoints that are writ
 whole or not at all, metrics files, and the experiment loop behind ``rnnjax train``.
 
 Import it explicitly (``import rnnjax.train``): ``import rnnjax`` does not load
-Optax.
+Optax. The checkpoint, metrics and experiment names load on first use, so the
+steps do not pay for Orbax, ml_collections and TensorBoard.
 """
 
-from rnnjax.train import checkpoint, experiment, losses, metrics
-from rnnjax.train.checkpoint import CheckpointError, Checkpoints, CheckpointWarning
-from rnnjax.train.experiment import train_and_evaluate
+import importlib
+
+from rnnjax.train import losses
 from rnnjax.train.losses import (
     accuracy,
     bernoulli_nll,
@@ -19,7 +20,6 @@ from rnnjax.train.losses import (
     mse,
     softmax_cross_entropy,
 )
-from rnnjax.train.metrics import MetricsWriter
 from rnnjax.train.parallel import batch_sharding, data_mesh, replicate, shard_batch
 from rnnjax.train.step import (
     TrainState,
@@ -29,6 +29,29 @@ from rnnjax.train.step import (
     schedule,
 )
 from rnnjax.train.tbptt import make_tbptt_step
+
+# name -> (module, attribute or None for the module itself), loaded on first use.
+_LAZY = {
+    "checkpoint": ("rnnjax.train.checkpoint", None),
+    "experiment": ("rnnjax.train.experiment", None),
+    "metrics": ("rnnjax.train.metrics", None),
+    "CheckpointError": ("rnnjax.train.checkpoint", "CheckpointError"),
+    "CheckpointWarning": ("rnnjax.train.checkpoint", "CheckpointWarning"),
+    "Checkpoints": ("rnnjax.train.checkpoint", "Checkpoints"),
+    "MetricsWriter": ("rnnjax.train.metrics", "MetricsWriter"),
+    "train_and_evaluate": ("rnnjax.train.experiment", "train_and_evaluate"),
+}
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'rnnjax.train' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CheckpointError",
