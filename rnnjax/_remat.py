@@ -58,17 +58,24 @@ def default_chunk_size(num_steps: int) -> int:
     return max(1, math.isqrt(max(num_steps - 1, 0)) + 1)
 
 
-def run(remat, recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size):
+def run(
+    remat, recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size, unroll
+):
     """Runs the recurrence over time-major ``xs`` with ``remat`` ("step" or
     "chunk"); returns ``(carry_T, ys (T, *B, Y))``."""
     if remat == "step":
         recurrence, size = scan_recurrence, 1
-    return chunked(recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size)
+    return chunked(
+        recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size, unroll
+    )
 
 
-def chunked(recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size):
+def chunked(
+    recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size, unroll
+):
     """Runs ``recurrence`` over time-major ``xs (T, *B, I)`` chunk by chunk, each
-    chunk (projection and recurrence) under ``jax.checkpoint``.
+    chunk (projection and recurrence) under ``jax.checkpoint``; ``unroll`` is the
+    steps per loop iteration inside a chunk.
 
     Returns ``(carry_T, ys (T, *B, Y))`` as ``recurrence`` gives on the whole
     sequence. ``valid``/``resets``: ``(T, *B)`` booleans or ``None``.
@@ -87,11 +94,11 @@ def chunked(recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size)
         x, v, r = inputs
         zs, bias = base.project_split(cell, params, x)
         if r is None:
-            return recurrence(cell, params, carry, zs, v, None, rec_mask, bias=bias)
+            return recurrence(cell, params, carry, zs, v, None, rec_mask, unroll, bias)
         # A reset returns to the sequence's carry0, not to this chunk's start, which
         # the kernels cannot tell apart: run the plain scan that can.
         return scan_recurrence(
-            cell, params, carry0, zs, v, r, rec_mask, bias=bias, start=carry
+            cell, params, carry0, zs, v, r, rec_mask, unroll, bias, start=carry
         )
 
     split = lambda a: None if a is None else a.reshape(num_chunks, size, *a.shape[1:])

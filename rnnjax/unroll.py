@@ -104,6 +104,7 @@ def unroll(
             resets,
             rec_mask,
             chunk_size,
+            unroll,
         )
     else:
         zs, bias = base.project_split(cell, params, xs)  # the step adds the bias

@@ -201,10 +201,10 @@ def temporal_order(
     ``[33L//100, 43L//100]``, ``[66L//100, 76L//100]`` (``length >= 20``).
 
     The class is the order of the X/Y occurrences, 4 classes for 6a (``X,X -> Q``,
-    ``X,Y -> R``, ``Y,X -> S``, ``Y,Y -> U``) and 8 for 6b (``XXX -> Q``, ``XXY -> R``,
-    ``XYX -> S``, ``XYY -> U``, ``YXX -> V``, ``YXY -> A``, ``YYX -> B``,
-    ``YYY -> C``): the class id is the X/Y pattern read as a binary number (X = 0,
-    Y = 1, first occurrence most significant), an index into
+    ``X,Y -> R``, ``Y,X -> S``, ``Y,Y -> U``) and 8 for 6b (``X,X,X -> Q``,
+    ``X,X,Y -> R``, ``X,Y,X -> S``, ``X,Y,Y -> U``, ``Y,X,X -> V``, ``Y,X,Y -> A``,
+    ``Y,Y,X -> B``, ``Y,Y,Y -> C``): the class id is the X/Y pattern read as a
+    binary number (X = 0, Y = 1, first occurrence most significant), an index into
     ``TEMPORAL_ORDER_CLASSES[num_relevant]``. ``targets`` is ``(B, T)`` int32 with the
     class id at the last valid step, where ``mask`` is 1: the paper gives the error
     signal only at the sequence end and counts a sequence as correct when every output
