@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec
 
 from rnnjax import _remat, _validate, kernels
 from rnnjax.cells import base
@@ -87,6 +89,7 @@ def unroll(
         raise ValueError(f"unroll: expected a positive int, got {unroll!r}")
 
     xs = xs if time_major else jnp.moveaxis(xs, time_axis, 0)
+    carry = _match_batch_sharding(carry, xs, len(batch_shape))
     order = None
     if reverse:
         order = _reversal(num_steps, batch_shape, lengths)
@@ -114,6 +117,24 @@ def unroll(
     if reverse:
         ys = _permute(ys, order)  # the reversal is its own inverse
     return carry, ys if time_major else jnp.moveaxis(ys, 0, time_axis)
+
+
+def _match_batch_sharding(carry, xs, batch_ndim):
+    """Gives the carry's batch dimensions the explicit sharding of the batch
+    dimensions of time-major ``xs (T, *B, ...)``, so that the carry keeps one type
+    through the loop; a no-op unless ``xs`` is explicitly sharded."""
+    if not base.sharded_in_type(xs):
+        return carry
+    spec = tuple(jax.typeof(xs).sharding.spec) + (None,) * xs.ndim
+    batch_spec = spec[1 : 1 + batch_ndim]
+
+    def reshard(leaf):
+        if leaf.ndim < batch_ndim:  # not per-sequence (a step counter)
+            return leaf
+        rest = (None,) * (leaf.ndim - batch_ndim)
+        return jax.sharding.reshard(leaf, PartitionSpec(*batch_spec, *rest))
+
+    return jax.tree.map(reshard, carry)
 
 
 def _valid_mask(num_steps, lengths):

@@ -110,8 +110,10 @@ def linear(x: Array, w: Array, dtype=None) -> Array:
     """``x @ w`` for ``x`` of shape ``(..., K)`` and ``w`` of shape ``(K, N)``.
 
     Flattens the leading dimensions into one 2-D product (faster on XLA:CPU than a
-    batched einsum). Operands are cast to ``dtype`` (the compute dtype) when given;
-    the result is float32 (or ``x``'s dtype when wider).
+    batched einsum), except when ``x``'s type carries an explicit sharding (the
+    default axes of ``jax.make_mesh``), which a reshape across a sharded
+    dimension would refuse. Operands are cast to ``dtype`` (the compute dtype)
+    when given; the result is float32 (or ``x``'s dtype when wider).
     """
     lead = x.shape[:-1]
     out_dtype = jnp.promote_types(jnp.float32, x.dtype)
@@ -119,13 +121,20 @@ def linear(x: Array, w: Array, dtype=None) -> Array:
         x, w = x.astype(dtype), w.astype(dtype)
     else:
         w = w.astype(x.dtype)
+    flatten = x.ndim > 2 and not sharded_in_type(x)
     y = lax.dot_general(
-        x.reshape(-1, x.shape[-1]),
+        x.reshape(-1, x.shape[-1]) if flatten else x,
         w,
-        (((1,), (0,)), ((), ())),
+        (((1 if flatten else x.ndim - 1,), (0,)), ((), ())),
         preferred_element_type=out_dtype,
     )
-    return y.reshape((*lead, w.shape[-1]))
+    return y.reshape((*lead, w.shape[-1])) if flatten else y
+
+
+def sharded_in_type(x: Array) -> bool:
+    """Whether ``x``'s type names mesh axes (explicit sharding, ``jax.typeof``)."""
+    spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None) or ()
+    return any(axis is not None for axis in spec)
 
 
 def mask_operand(h: Array, rec_mask: Array | None) -> Array:
