@@ -26,6 +26,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+import rnnjax
+
 REFERENCE = "rnnjax auto"
 
 
@@ -55,9 +57,17 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument(
         "--only", default="", help="comma-separated substrings of contender names"
     )
+    p.add_argument(
+        "--tune-allocator",
+        action="store_true",
+        help="call rnnjax.tune_host_allocator() first (thresholds only, no single "
+        "arena; process-wide: every contender, PyTorch included, runs under it)",
+    )
     args = p.parse_args()
     if args.repeats < 10:
         p.error("--repeats: at least 10")
+    if args.tune_allocator and not rnnjax.tune_host_allocator():
+        p.error("--tune-allocator: needs Linux with glibc")
     return args
 
 
@@ -192,6 +202,7 @@ def report(args, results, title: str, script: str) -> None:
         f"--input {args.input} --hidden {args.hidden} --repeats {args.repeats}"
         + (f" --only '{args.only}'" if args.only else "")
         + (" --bf16" if args.bf16 else "")
+        + (" --tune-allocator" if args.tune_allocator else "")
     )
     print(table(results, title))
     print()

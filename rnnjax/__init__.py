@@ -53,6 +53,7 @@ from rnnjax.cells import (
 from rnnjax.checks import check_lengths
 from rnnjax.draw import DRAW, Glimpse, draw
 from rnnjax.generative import GenerativeRNN, storn, vrnn
+from rnnjax.host import tune_host_allocator
 from rnnjax.layers import Stack, stack
 from rnnjax.unroll import unroll
 
@@ -108,6 +109,7 @@ __all__ = [
     "simple_rnn",
     "stack",
     "storn",
+    "tune_host_allocator",
     "unroll",
     "vrnn",
 ]

@@ -21,6 +21,8 @@ import sys
 import time
 import warnings
 
+from rnnjax import host
+
 __all__ = ["main"]
 
 _EPILOG = """\
@@ -163,6 +165,10 @@ def main(argv=None) -> int:
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     overrides = _overrides(parser, args.command, extra)
     run = {"train": _train, "eval": _eval, "sample": _sample}[args.command]
+    # Before JAX starts its threads: XLA:CPU's per-call temporary arenas are then
+    # reused from the heap instead of being faulted in again every step (see
+    # rnnjax.host).
+    host.tune_host_allocator(single_arena=True)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
