@@ -18,7 +18,9 @@ Groups (each a list of runs, see ``RUNS``):
 - ``greff``: Greff et al. 2015, the vanilla (peephole) LSTM and its NP, CIFG, NFG
   and NOAF variants on JSB Chorales, three seeds each.
 - ``jozefowicz``: Jozefowicz et al. 2015, forget-gate bias 0 against 1 on the
-  adding problem and on JSB Chorales.
+  adding problem and on JSB Chorales; ``joz_long_s0`` and ``joz_long_s1``: the
+  adding runs trained four times longer; ``joz_adding50_b0`` and
+  ``joz_adding50_b1``: the adding problem at T = 50, three seeds per bias.
 
 Every run goes through :func:`rnnjax.train.experiment.train_and_evaluate` in
 ``runs/reproductions/<id>`` (run from the repository root, so the JSB config finds
@@ -151,6 +153,17 @@ def _runs() -> list[Run]:
             cell = f"lstm(forget_bias={bias}.0)"
             name = f"joz-adding100-fb{bias}-s{seed}"
             runs.append(_adding("jozefowicz", name, cell, 100, 3000, seed=seed))
+            # The budget of the 1997 cell's long run (12,000 steps, 768k
+            # sequences); one group per seed so that two can run side by side.
+            name = f"joz-adding100-fb{bias}-s{seed}-long"
+            runs.append(_adding(f"joz_long_s{seed}", name, cell, 100, 12000, seed=seed))
+    # A shorter lag (at least 22 steps at T = 50), where the initial forget gate
+    # passes 0.73^22 = 1e-3 of the gradient with bias 1 against 0.5^22 = 2e-7.
+    for seed in (0, 1, 2):
+        for bias in (0, 1):
+            cell = f"lstm(forget_bias={bias}.0)"
+            name, group = f"joz-adding50-fb{bias}-s{seed}", f"joz_adding50_b{bias}"
+            runs.append(_adding(group, name, cell, 50, 4000, seed=seed))
     return runs
 
 
@@ -385,11 +398,20 @@ def plots(records: dict) -> None:
     _bars(records, joz, OUT / "jozefowicz_jsb.png", "JSB Chorales, forget-gate bias")
     _curves(
         records,
-        [f"joz-adding100-fb{b}-s{s}" for b in (0, 1) for s in (0, 1)]
-        + ["adding100-lstm"],
-        "mse",
+        [f"joz-adding50-fb{b}-s{s}" for b in (0, 1) for s in (0, 1, 2)],
+        "accuracy",
         OUT / "jozefowicz_adding.png",
-        "Adding, T = 100: forget bias 0 vs 1 (adding100-lstm: no forget gate)",
+        "Adding, T = 50: forget-gate bias 0 vs 1",
+        "valid fraction within 0.04",
+        hline=1 - 3 / 2560,
+    )
+    _curves(
+        records,
+        [f"joz-adding100-fb{b}-s{s}-long" for b in (0, 1) for s in (0, 1)]
+        + ["adding100-lstm-long"],
+        "mse",
+        OUT / "jozefowicz_adding100.png",
+        "Adding, T = 100: forget bias 0 vs 1 (adding100-lstm-long: no forget gate)",
         "valid MSE",
         log=True,
     )
