@@ -18,7 +18,6 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
-from jax.sharding import PartitionSpec as P  # noqa: E402
 
 import rnnjax  # noqa: E402
 from rnnjax import train  # noqa: E402
@@ -75,12 +74,14 @@ def train_losses(state, batches, place):
 def assert_replicated(tree, what):
     for leaf in jax.tree.leaves(tree):
         assert leaf.sharding.is_fully_replicated, (what, leaf.sharding)
-        assert leaf.sharding.spec == P(), (what, leaf.sharding)
+        # P() on an Auto mesh; P(None, ...) under an explicit one
+        assert all(axis is None for axis in leaf.sharding.spec), (what, leaf.sharding)
 
 
 def assert_batch_sharded(tree, mesh, what):
     for leaf in jax.tree.leaves(tree):
-        assert leaf.sharding.spec == P("data"), (what, leaf.sharding)
+        spec = tuple(leaf.sharding.spec)  # P("data") or P("data", None, ...)
+        assert spec[0] == "data" and all(a is None for a in spec[1:]), (what, spec)
         shard_rows = {s.data.shape[0] for s in leaf.addressable_shards}
         assert shard_rows == {leaf.shape[0] // mesh.size}, (what, shard_rows)
 
@@ -165,6 +166,14 @@ def single():
     check_eval_step(mesh, state.params)
     check_tbptt_step(mesh)
     check_errors(mesh)
+    # The same steps under a mesh of explicit axes (jax.make_mesh's default),
+    # set as the context mesh: the sharding is then part of the arrays' types.
+    explicit = jax.make_mesh((4,), ("data",))
+    assert explicit.axis_types == (jax.sharding.AxisType.Explicit,), explicit
+    with jax.set_mesh(explicit):
+        state = check_train_step(explicit)
+        check_eval_step(explicit, state.params)
+        check_tbptt_step(explicit)
 
 
 def multi(port, process_id):

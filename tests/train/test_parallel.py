@@ -56,8 +56,9 @@ def finish(process, timeout=180):
 @pytest.mark.slow
 def test_four_devices_equal_one_device():
     """Train steps (with dropout), eval and truncated BPTT sharded over 4 CPU
-    devices equal the one-device run; state replicated, batch and carry sharded 4
-    ways; an indivisible batch raises before any transfer."""
+    devices equal the one-device run, on data_mesh() and under a context mesh of
+    explicit axes (jax.make_mesh, jax.set_mesh); state replicated, batch and carry
+    sharded 4 ways; an indivisible batch raises before any transfer."""
     returncode, output = finish(worker("single"))
     assert returncode == 0, output
 
