@@ -15,6 +15,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+
+# Keras 3 reads its backend once, at its first import: the JAX one, for the Keras
+# contenders (a KERAS_BACKEND set by the caller wins, and those rows are skipped).
+os.environ.setdefault("KERAS_BACKEND", "jax")
 import platform
 import random
 import statistics
@@ -38,6 +42,8 @@ class Contender:
     backward: Callable[[], Any]
     block: Callable[[Any], Any] = jax.block_until_ready
     group: str = "jax"
+    #: JAX contenders: lowers and compiles both functions afresh, returns seconds
+    compile: Callable[[], tuple[float, float]] | None = None
 
 
 def parse_args(description: str) -> argparse.Namespace:
@@ -81,7 +87,76 @@ def jax_contender(name, f, params, xs) -> Contender:
     fwd = jax.jit(f)
     loss = lambda p, x: jnp.sum(f(p, x))
     bwd = jax.jit(jax.grad(loss, argnums=(0, 1)))
-    return Contender(name, lambda: fwd(params, xs), lambda: bwd(params, xs))
+
+    def compile_seconds():
+        # A fresh jax.jit each time: its own trace, lowering and XLA compile.
+        return tuple(
+            _seconds(lambda g=g: jax.jit(g).lower(params, xs).compile())
+            for g in (f, jax.grad(loss, argnums=(0, 1)))
+        )
+
+    return Contender(
+        name, lambda: fwd(params, xs), lambda: bwd(params, xs), compile=compile_seconds
+    )
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def nnx_contender(name, make_cell, xs) -> Contender:
+    """Flax NNX: ``nnx.RNN(make_cell(rngs))``, split into graph, parameters and
+    the rest (RNG counters); the parameters are what is differentiated."""
+    from flax import nnx
+
+    model = nnx.RNN(make_cell(nnx.Rngs(0)))
+    # The zero carry made here, once: the RNN would otherwise draw it from its
+    # RNG streams inside the trace, which NNX refuses across jit boundaries.
+    carry = model.cell.initialize_carry(xs[:, 0].shape, nnx.Rngs(0))
+    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+    f = lambda p, x: nnx.merge(graphdef, p, rest)(x, initial_carry=carry, rngs=False)
+    return jax_contender(name, f, params, xs)
+
+
+def haiku_contender(name, make_core, xs) -> Contender:
+    """Haiku: ``hk.dynamic_unroll`` of the core ``make_core()``, batch-major."""
+    import haiku as hk
+
+    def unrolled(x):
+        core = make_core()
+        state = core.initial_state(x.shape[0])
+        return hk.dynamic_unroll(core, x, state, time_major=False)[0]
+
+    model = hk.without_apply_rng(hk.transform(unrolled))
+    return jax_contender(name, model.apply, model.init(jax.random.key(0), xs), xs)
+
+
+def keras_contender(name, make_layer, xs) -> Contender | None:
+    """Keras 3 on the JAX backend: the layer's ``stateless_call`` over its
+    trainable variables; None when Keras runs another backend."""
+    import keras
+
+    if keras.backend.backend() != "jax":
+        print(f"{name}: skipped, KERAS_BACKEND is {keras.backend.backend()!r}")
+        return None
+    keras.utils.set_random_seed(0)
+    layer = make_layer(keras)
+    layer.build(xs.shape)
+    trainable = [v.value for v in layer.trainable_variables]
+    frozen = [v.value for v in layer.non_trainable_variables]
+    f = lambda tv, x: layer.stateless_call(tv, frozen, x)[0]
+    return jax_contender(name, f, trainable, xs)
+
+
+def optional(make):
+    """``make()``, or None (with a line saying why) when its library is missing."""
+    try:
+        return make()
+    except ImportError as e:
+        print(f"skipped: {e}")
+        return None
 
 
 def torch_contender(name, module, xs_np, autocast: bool = False) -> Contender:

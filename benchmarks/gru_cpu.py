@@ -1,4 +1,7 @@
-"""GRU on the CPU: rnnjax against Flax, Equinox, a hand-written scan and PyTorch.
+"""GRU on the CPU: rnnjax against its peers.
+
+Peers: Flax linen and NNX, Equinox, Haiku, Keras 3 (JAX backend), a hand-written
+scan, PyTorch.
 
 Forward (outputs of every step) and forward+backward (gradient of the sum of the
 outputs w.r.t. the parameters and the inputs), float32, every JAX function jitted.
@@ -16,11 +19,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common
-import equinox as eqx
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax import lax
 
 import rnnjax
@@ -47,6 +50,8 @@ def reference_scan(params, xs):
 
 def equinox_fn(static):
     def f(dynamic, xs):
+        import equinox as eqx  # optional: the bench extras
+
         cell = eqx.combine(dynamic, static)
 
         def one(seq):  # (T, I) -> (T, H), the scan equinox's docs show
@@ -70,7 +75,9 @@ def contenders(args):
 
     def add(name, make):
         if _common.selected(args, name):
-            out.append(make())
+            contender = _common.optional(make)
+            if contender is not None:
+                out.append(contender)
 
     cell = rnnjax.gru(H)
     params = cell.init(key, n_in)
@@ -98,7 +105,32 @@ def contenders(args):
         ),
     )
 
+    add(
+        "flax nnx GRUCell",
+        lambda: _common.nnx_contender(
+            "flax nnx GRUCell", lambda rngs: nnx.GRUCell(n_in, H, rngs=rngs), xs
+        ),
+    )
+    # Haiku's GRU applies the reset gate before the recurrent product (Cho et
+    # al. 2014), not after it as the others here: the same cost, other maths.
+    add(
+        "haiku GRU (reset before)",
+        lambda: _common.haiku_contender(
+            "haiku GRU (reset before)", lambda: __import__("haiku").GRU(H), xs
+        ),
+    )
+    add(
+        "keras GRU",
+        lambda: _common.keras_contender(
+            "keras GRU",
+            lambda keras: keras.layers.GRU(H, return_sequences=True),
+            xs,
+        ),
+    )
+
     def make_eqx():
+        import equinox as eqx
+
         cell_eqx = eqx.nn.GRUCell(n_in, H, key=key)
         dynamic, static = eqx.partition(cell_eqx, eqx.is_array)
         return _common.jax_contender("equinox GRUCell", equinox_fn(static), dynamic, xs)

@@ -1,4 +1,7 @@
-"""LSTM on the CPU: rnnjax against Flax, Equinox, a hand-written scan and PyTorch.
+"""LSTM on the CPU: rnnjax against its peers.
+
+Peers: Flax linen and NNX, Equinox, Haiku, Keras 3 (JAX backend), a hand-written
+scan, PyTorch.
 
 Forward (outputs of every step) and forward+backward (gradient of the sum of the
 outputs w.r.t. the parameters and the inputs), float32, every JAX function jitted::
@@ -14,11 +17,11 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import _common
-import equinox as eqx
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from jax import lax
 
 import rnnjax
@@ -44,6 +47,8 @@ def reference_scan(params, xs):
 
 def equinox_fn(static):
     def f(dynamic, xs):
+        import equinox as eqx  # optional: the bench extras
+
         cell = eqx.combine(dynamic, static)
         zeros = jnp.zeros((cell.hidden_size,), xs.dtype)
 
@@ -68,7 +73,9 @@ def contenders(args):
 
     def add(name, make):
         if _common.selected(args, name):
-            out.append(make())
+            contender = _common.optional(make)
+            if contender is not None:
+                out.append(contender)
 
     cell = rnnjax.lstm(H)
     params = cell.init(key, n_in)
@@ -100,7 +107,34 @@ def contenders(args):
             ),
         )
 
+    for label, nnx_cell in (
+        ("flax nnx OptimizedLSTMCell", "OptimizedLSTMCell"),
+        ("flax nnx LSTMCell", "LSTMCell"),
+    ):
+        add(
+            label,
+            lambda label=label, c=nnx_cell: _common.nnx_contender(
+                label, lambda rngs: getattr(nnx, c)(n_in, H, rngs=rngs), xs
+            ),
+        )
+    add(
+        "haiku LSTM",
+        lambda: _common.haiku_contender(
+            "haiku LSTM", lambda: __import__("haiku").LSTM(H), xs
+        ),
+    )
+    add(
+        "keras LSTM",
+        lambda: _common.keras_contender(
+            "keras LSTM",
+            lambda keras: keras.layers.LSTM(H, return_sequences=True),
+            xs,
+        ),
+    )
+
     def make_eqx():
+        import equinox as eqx
+
         cell_eqx = eqx.nn.LSTMCell(n_in, H, key=key)
         dynamic, static = eqx.partition(cell_eqx, eqx.is_array)
         return _common.jax_contender(
