@@ -39,9 +39,8 @@ def main():
                 times[u][k].append((time.perf_counter() - start) * 1e3)
     print(f"{name} B,T,I,H = {shape}: forward / fwd+bwd ms")
     for u, (fwd, bwd) in times.items():
-        print(
-            f"| unroll={u} | {statistics.median(fwd):.1f} | {statistics.median(bwd):.1f} |"
-        )
+        fwd, bwd = statistics.median(fwd), statistics.median(bwd)
+        print(f"| unroll={u} | {fwd:.1f} | {bwd:.1f} |")
 
 
 if __name__ == "__main__":
