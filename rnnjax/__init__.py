@@ -53,6 +53,7 @@ from rnnjax.cells import (
 from rnnjax.checks import check_lengths
 from rnnjax.draw import DRAW, Glimpse, draw
 from rnnjax.generative import GenerativeRNN, storn, vrnn
+from rnnjax.hardware import fast_bfloat16, matmul_dtype
 from rnnjax.host import tune_host_allocator
 from rnnjax.layers import Stack, stack
 from rnnjax.unroll import unroll
@@ -93,6 +94,7 @@ __all__ = [
     "depth_gated_lstm",
     "doubly_stochastic_penalty",
     "draw",
+    "fast_bfloat16",
     "generative",
     "grid_block",
     "grid_lstm",
@@ -100,6 +102,7 @@ __all__ = [
     "gru",
     "interop",
     "lstm",
+    "matmul_dtype",
     "mgu",
     "min_gru",
     "min_lstm",
