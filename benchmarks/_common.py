@@ -150,6 +150,41 @@ def keras_contender(name, make_layer, xs) -> Contender | None:
     return jax_contender(name, f, trainable, xs)
 
 
+#: Per cell kind: the Flax NNX cell classes, Haiku's core and row name, Keras's
+#: layer. Haiku's GRU applies the reset gate before the recurrent product (Cho et
+#: al. 2014), not after it as the other GRUs here: the same cost, other maths.
+LIBRARY_CELLS = {
+    "lstm": (("OptimizedLSTMCell", "LSTMCell"), ("LSTM", "haiku LSTM"), "LSTM"),
+    "gru": (("GRUCell",), ("GRU", "haiku GRU (reset before)"), "GRU"),
+}
+
+
+def library_peers(kind, n_in, hidden, xs):
+    """``[(name, make)]``: the Flax NNX, Haiku and Keras rows of an ``"lstm"`` or
+    ``"gru"`` workload, ``make() -> Contender`` (the library imported then)."""
+    nnx_cells, (hk_core, hk_name), keras_layer = LIBRARY_CELLS[kind]
+
+    def nnx_row(cls):
+        from flax import nnx
+
+        make_cell = lambda rngs: getattr(nnx, cls)(n_in, hidden, rngs=rngs)
+        return nnx_contender(f"flax nnx {cls}", make_cell, xs)
+
+    def haiku_row():
+        import haiku as hk
+
+        return haiku_contender(hk_name, lambda: getattr(hk, hk_core)(hidden), xs)
+
+    def keras_row():
+        make = lambda keras: getattr(keras.layers, keras_layer)(
+            hidden, return_sequences=True
+        )
+        return keras_contender(f"keras {keras_layer}", make, xs)
+
+    rows = [(f"flax nnx {cls}", lambda cls=cls: nnx_row(cls)) for cls in nnx_cells]
+    return [*rows, (hk_name, haiku_row), (f"keras {keras_layer}", keras_row)]
+
+
 def optional(make):
     """``make()``, or None (with a line saying why) when its library is missing."""
     try:

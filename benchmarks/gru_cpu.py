@@ -23,7 +23,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax import lax
 
 import rnnjax
@@ -105,28 +104,8 @@ def contenders(args):
         ),
     )
 
-    add(
-        "flax nnx GRUCell",
-        lambda: _common.nnx_contender(
-            "flax nnx GRUCell", lambda rngs: nnx.GRUCell(n_in, H, rngs=rngs), xs
-        ),
-    )
-    # Haiku's GRU applies the reset gate before the recurrent product (Cho et
-    # al. 2014), not after it as the others here: the same cost, other maths.
-    add(
-        "haiku GRU (reset before)",
-        lambda: _common.haiku_contender(
-            "haiku GRU (reset before)", lambda: __import__("haiku").GRU(H), xs
-        ),
-    )
-    add(
-        "keras GRU",
-        lambda: _common.keras_contender(
-            "keras GRU",
-            lambda keras: keras.layers.GRU(H, return_sequences=True),
-            xs,
-        ),
-    )
+    for name, make in _common.library_peers("gru", n_in, H, xs):
+        add(name, make)
 
     def make_eqx():
         import equinox as eqx

@@ -21,7 +21,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from jax import lax
 
 import rnnjax
@@ -107,30 +106,8 @@ def contenders(args):
             ),
         )
 
-    for label, nnx_cell in (
-        ("flax nnx OptimizedLSTMCell", "OptimizedLSTMCell"),
-        ("flax nnx LSTMCell", "LSTMCell"),
-    ):
-        add(
-            label,
-            lambda label=label, c=nnx_cell: _common.nnx_contender(
-                label, lambda rngs: getattr(nnx, c)(n_in, H, rngs=rngs), xs
-            ),
-        )
-    add(
-        "haiku LSTM",
-        lambda: _common.haiku_contender(
-            "haiku LSTM", lambda: __import__("haiku").LSTM(H), xs
-        ),
-    )
-    add(
-        "keras LSTM",
-        lambda: _common.keras_contender(
-            "keras LSTM",
-            lambda keras: keras.layers.LSTM(H, return_sequences=True),
-            xs,
-        ),
-    )
+    for name, make in _common.library_peers("lstm", n_in, H, xs):
+        add(name, make)
 
     def make_eqx():
         import equinox as eqx
