@@ -66,10 +66,10 @@ from rnnjax._validate import check_cell
 from rnnjax.cells.base import (
     check_key,
     check_positive_int,
+    dense,
+    dense_params,
     event_ndim,
     expand,
-    glorot_uniform,
-    linear,
     output_size,
 )
 from rnnjax.cells.lstm import lstm
@@ -140,17 +140,6 @@ def apply_write(patch: Array, f_y: Array, f_x: Array, gamma: Array) -> Array:
 # ------------------------------------------------------------------------ the model
 
 
-def _dense(key, n_in, n_out):
-    return {
-        "w": glorot_uniform()(key, (n_in, n_out), jnp.float32),
-        "b": jnp.zeros((n_out,), jnp.float32),
-    }
-
-
-def _apply_dense(p, x):
-    return linear(x, p["w"]) + expand(p["b"], x.ndim)
-
-
 @dataclasses.dataclass(frozen=True)
 class DRAW:
     """A DRAW network; build it with :func:`draw`.
@@ -209,13 +198,16 @@ class DRAW:
         Z = self.latent_size
         k = jax.random.split(key, 7)
         patch = self.write_size**2 if self.attention else self._pixels
-        attn = lambda kk: _dense(kk, h_dec, 5) if self.attention else {}
+        attn = lambda kk: dense_params(kk, h_dec, 5) if self.attention else {}
         return {
             "encoder": self.encoder.init(k[0], self.read_features + h_dec),
             "decoder": self.decoder.init(k[1], Z),
-            "q": {"mu": _dense(k[2], h_enc, Z), "log_sigma": _dense(k[3], h_enc, Z)},
+            "q": {
+                "mu": dense_params(k[2], h_enc, Z),
+                "log_sigma": dense_params(k[3], h_enc, Z),
+            },
             "read": attn(k[4]),
-            "write": _dense(k[5], h_dec, patch),
+            "write": dense_params(k[5], h_dec, patch),
             "write_attn": attn(k[6]),
         }
 
@@ -228,7 +220,7 @@ class DRAW:
             flat = lambda a: a.reshape((*a.shape[:-2], self._pixels))
             return jnp.concatenate([flat(x), flat(x_hat)], axis=-1), None
         N = self.read_size
-        g = glimpse(_apply_dense(params["read"], h_dec), self.image_shape, N)
+        g = glimpse(dense(params["read"], h_dec), self.image_shape, N)
         f_y, f_x = filterbank(g, self.image_shape, N)
         both = jnp.stack([x, x_hat], axis=-3)  # one einsum for the two glimpses
         f_y, f_x, gamma = f_y[..., None, :, :], f_x[..., None, :, :], g.gamma[..., None]
@@ -237,18 +229,18 @@ class DRAW:
 
     def write(self, params, h_dec):
         """``(canvas increment (*B, Y, X), Glimpse or None)`` from ``h^dec_t``."""
-        w = _apply_dense(params["write"], h_dec)
+        w = dense(params["write"], h_dec)
         if not self.attention:
             return w.reshape((*w.shape[:-1], *self.image_shape)), None
         M = self.write_size
-        g = glimpse(_apply_dense(params["write_attn"], h_dec), self.image_shape, M)
+        g = glimpse(dense(params["write_attn"], h_dec), self.image_shape, M)
         f_y, f_x = filterbank(g, self.image_shape, M)
         return apply_write(w.reshape((*w.shape[:-1], M, M)), f_y, f_x, g.gamma), g
 
     def posterior(self, params, h_enc):
         """``(mu, log sigma)``, each ``(*B, Z)``, of ``Q(Z_t | h^enc_t)``."""
         q = params["q"]
-        return _apply_dense(q["mu"], h_enc), _apply_dense(q["log_sigma"], h_enc)
+        return dense(q["mu"], h_enc), dense(q["log_sigma"], h_enc)
 
     def _initial(self, batch, dtype):
         enc = self.encoder.initial_carry(batch, dtype)

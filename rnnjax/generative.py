@@ -66,9 +66,9 @@ from jax import lax
 from rnnjax.cells.base import (
     check_key,
     check_positive_int,
+    dense,
+    dense_params,
     expand,
-    glorot_uniform,
-    linear,
     output_size,
 )
 from rnnjax.cells.gru import gru
@@ -105,32 +105,21 @@ def bernoulli_log_prob(x, logits) -> Array:
 # ------------------------------------------------------------------------- MLPs
 
 
-def _dense(key, n_in, n_out):
-    return {
-        "w": glorot_uniform()(key, (n_in, n_out), jnp.float32),
-        "b": jnp.zeros((n_out,), jnp.float32),
-    }
-
-
-def _apply_dense(p, x):
-    return linear(x, p["w"]) + expand(p["b"], x.ndim)
-
-
 def _mlp_init(key, n_in, width, depth, heads: dict[str, int]):
     keys = jax.random.split(key, depth + len(heads))
     layers, size = [], n_in
     for i in range(depth):
-        layers.append(_dense(keys[i], size, width))
+        layers.append(dense_params(keys[i], size, width))
         size = width
     out = {"layers": layers}
     for j, (name, n_out) in enumerate(sorted(heads.items())):
-        out[name] = _dense(keys[depth + j], size, n_out)
+        out[name] = dense_params(keys[depth + j], size, n_out)
     return out
 
 
 def _mlp_body(p, x):
     for layer in p["layers"]:
-        x = jax.nn.relu(_apply_dense(layer, x))
+        x = jax.nn.relu(dense(layer, x))
     return x
 
 
@@ -203,8 +192,8 @@ class GenerativeRNN:
     # ------------------------------------------------------------------- pieces
 
     def _gauss(self, p, u):
-        mu = _apply_dense(p["mu"], u)
-        sigma = jax.nn.softplus(_apply_dense(p["sigma"], u)) + self.min_std
+        mu = dense(p["mu"], u)
+        sigma = jax.nn.softplus(dense(p["sigma"], u)) + self.min_std
         return mu, sigma
 
     def prior_dist(self, params, h):
@@ -225,7 +214,7 @@ class GenerativeRNN:
         u = _mlp_body(p, jnp.concatenate([fz, h], axis=-1))
         if self.output == "gaussian":
             return self._gauss(p, u)
-        return (_apply_dense(p["logits"], u),)
+        return (dense(p["logits"], u),)
 
     def log_lik(self, params, x, fz, h):
         out = self.decoder_out(params, fz, h)

@@ -131,6 +131,19 @@ def linear(x: Array, w: Array, dtype=None) -> Array:
     return y.reshape((*lead, w.shape[-1])) if flatten else y
 
 
+def dense_params(key, n_in: int, n_out: int) -> dict:
+    """An affine map's parameters: ``w (n_in, n_out)`` Glorot-uniform, ``b`` zero."""
+    return {
+        "w": glorot_uniform()(key, (n_in, n_out), jnp.float32),
+        "b": jnp.zeros((n_out,), jnp.float32),
+    }
+
+
+def dense(p: dict, x: Array) -> Array:
+    """``x @ p["w"] + p["b"]`` for ``x (..., n_in)``."""
+    return linear(x, p["w"]) + expand(p["b"], x.ndim)
+
+
 def sharded_in_type(x: Array) -> bool:
     """Whether ``x``'s type names mesh axes (explicit sharding, ``jax.typeof``)."""
     spec = getattr(getattr(jax.typeof(x), "sharding", None), "spec", None) or ()
