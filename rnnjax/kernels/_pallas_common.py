@@ -282,6 +282,23 @@ def step_cotangents(valid, dy, dcarry):
 # ------------------------------------------------------------------ the layout
 
 
+def step_operands(a, seq, row):
+    """The operand entries every whole-sequence kernel reads besides its own:
+    ``valid`` and ``resets`` blocked like the sequence, ``mask`` like a row."""
+    return [
+        ("valid", a["valid"], seq(1)),
+        ("resets", a["resets"], seq(1)),
+        ("mask", a["mask"], row),
+    ]
+
+
+def state_outputs(math_, shape, dtype, row, names):
+    """Output entries of a state ``(Bp, Hp)``: ``names[0]`` (of h), and
+    ``names[1]`` (of c) for cells that carry one."""
+    state = jax.ShapeDtypeStruct(shape, dtype)
+    return [(names[0], state, row)] + ([(names[1], state, row)] if math_.has_c else [])
+
+
 def round_up(n: int, m: int) -> int:
     return -(-n // m) * m
 

@@ -153,13 +153,10 @@ def _sequence_forward(plan, a, training):
         ("bhn", a["bhn"], whole((1, Hp))),
         ("h0", a["h0"], row),
         ("c0", a["c0"], row),
-        ("valid", a["valid"], seq(1)),
-        ("resets", a["resets"], seq(1)),
-        ("mask", a["mask"], row),
+        *common.step_operands(a, seq, row),
     ]
-    state = jax.ShapeDtypeStruct((Bp, Hp), plan.out_dtype)
     outs = [("ys", jax.ShapeDtypeStruct((T, Bp, Hp), plan.out_dtype), seq(Hp))]
-    outs += [("hT", state, row)] + ([("cT", state, row)] if m.has_c else [])
+    outs += common.state_outputs(m, (Bp, Hp), plan.out_dtype, row, ("hT", "cT"))
     if training:
         R = m.residuals
         outs += [
@@ -220,16 +217,13 @@ def _sequence_backward(plan, a):
         ("dys", a["dys"], seq(Hp)),
         ("dhT", a["dhT"], row),
         ("dcT", a["dcT"], row),
-        ("valid", a["valid"], seq(1)),
-        ("resets", a["resets"], seq(1)),
-        ("mask", a["mask"], row),
+        *common.step_operands(a, seq, row),
     ]
-    state = jax.ShapeDtypeStruct((Bp, Hp), F32)
     outs = [("da", jax.ShapeDtypeStruct((T, Bp, *gh), F32), seq(*gh))]
     outs += (
         [] if m.has_c else [("dan", jax.ShapeDtypeStruct((T, Bp, Hp), F32), seq(Hp))]
     )
-    outs += [("dh0", state, row)] + ([("dc0", state, row)] if m.has_c else [])
+    outs += common.state_outputs(m, (Bp, Hp), F32, row, ("dh0", "dc0"))
     out = _call(_sequence_backward_kernel, plan, (Bp // plan.block("BB"),), ins, outs)
     return out["da"], out.get("dan"), out["dh0"], out.get("dc0")
 

@@ -159,16 +159,10 @@ def forward(plan, a, training):
         ("bhn", a["bhn"], whole((1, Hp))),
         ("h0", a["h0"], row),
         ("c0", a["c0"], row),
-        ("valid", a["valid"], seq(1)),
-        ("resets", a["resets"], seq(1)),
-        ("mask", a["mask"], row),
+        *common.step_operands(a, seq, row),
     ]
-    state = jax.ShapeDtypeStruct((Bp, Hp), plan.out_dtype)
-    outs = [
-        ("ys", jax.ShapeDtypeStruct((Tp, Bp, Hp), plan.out_dtype), seq(Hp)),
-        ("hT", state, row),
-    ]
-    outs += [("cT", state, row)] if m.has_c else []
+    outs = [("ys", jax.ShapeDtypeStruct((Tp, Bp, Hp), plan.out_dtype), seq(Hp))]
+    outs += common.state_outputs(m, (Bp, Hp), plan.out_dtype, row, ("hT", "cT"))
     if training:
         outs += [
             ("res", jax.ShapeDtypeStruct((Tp, Bp, R * Hp), F32), seq(R * Hp)),
@@ -253,16 +247,13 @@ def backward(plan, a):
         ("dys", a["dys"], seq(Hp)),
         ("dhT", a["dhT"], row),
         ("dcT", a["dcT"], row),
-        ("valid", a["valid"], seq(1)),
-        ("resets", a["resets"], seq(1)),
-        ("mask", a["mask"], row),
+        *common.step_operands(a, seq, row),
     ]
-    state = jax.ShapeDtypeStruct((Bp, Hp), F32)
     outs = [("da", jax.ShapeDtypeStruct((Tp, Bp, G * Hp), F32), seq(G * Hp))]
     outs += (
         [] if m.has_c else [("dan", jax.ShapeDtypeStruct((Tp, Bp, Hp), F32), seq(Hp))]
     )
-    outs += [("dh0", state, row)] + ([("dc0", state, row)] if m.has_c else [])
+    outs += common.state_outputs(m, (Bp, Hp), F32, row, ("dh0", "dc0"))
     scratch = [("dh", (BB, Hp))] + ([("dc", (BB, Hp))] if m.has_c else [])
     if a["resets"] is not None:
         scratch += [("acc_h", (BB, Hp))] + ([("acc_c", (BB, Hp))] if m.has_c else [])
