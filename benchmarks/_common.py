@@ -185,6 +185,26 @@ def library_peers(kind, n_in, hidden, xs):
     return [*rows, (hk_name, haiku_row), (f"keras {keras_layer}", keras_row)]
 
 
+def torch_peers(layer, n_in, hidden, xs_np, bf16=False):
+    """``[(name, make)]``: PyTorch's ``nn.<layer>`` (``"LSTM"``, ``"GRU"``) eager
+    in float32, and under bfloat16 autocast too when ``bf16``."""
+
+    def row(autocast):
+        import torch
+
+        torch.manual_seed(0)
+        module = getattr(torch.nn, layer)(n_in, hidden, batch_first=True)
+        return torch_contender(names[autocast], module, xs_np, autocast=autocast)
+
+    names = {
+        False: f"pytorch nn.{layer} (eager)",
+        True: f"pytorch nn.{layer} autocast bf16",
+    }
+    return [
+        (names[a], lambda a=a: row(a)) for a in ((False, True) if bf16 else (False,))
+    ]
+
+
 def optional(make):
     """``make()``, or None (with a line saying why) when its library is missing."""
     try:

@@ -127,27 +127,8 @@ def contenders(args):
         ),
     )
 
-    def make_torch():
-        import torch
-
-        torch.manual_seed(0)
-        return _common.torch_contender(
-            "pytorch nn.LSTM (eager)", torch.nn.LSTM(n_in, H, batch_first=True), xs_np
-        )
-
-    add("pytorch", make_torch)
-
-    def make_torch_bf16():
-        import torch
-
-        torch.manual_seed(0)
-        module = torch.nn.LSTM(n_in, H, batch_first=True)
-        return _common.torch_contender(
-            "pytorch nn.LSTM autocast bf16", module, xs_np, autocast=True
-        )
-
-    if args.bf16:
-        add("pytorch nn.LSTM autocast bf16", make_torch_bf16)
+    for name, make in _common.torch_peers("LSTM", n_in, H, xs_np, args.bf16):
+        add(name, make)
     return out
 
 
