@@ -27,10 +27,9 @@ from __future__ import annotations
 import math
 
 import jax
-import jax.numpy as jnp
-from jax import lax
 
 from rnnjax.cells import base
+from rnnjax.kernels._chunks import over_chunks
 from rnnjax.kernels.scan import scan_recurrence
 
 REMATS = (None, "step", "chunk")
@@ -80,15 +79,7 @@ def chunked(
     Returns ``(carry_T, ys (T, *B, Y))`` as ``recurrence`` gives on the whole
     sequence. ``valid``/``resets``: ``(T, *B)`` booleans or ``None``.
     """
-    num_steps = xs.shape[0]
-    size = min(size or default_chunk_size(num_steps), max(num_steps, 1))
-    num_chunks = -(-num_steps // size)
-    pad = num_chunks * size - num_steps
-    if pad:
-        if valid is None:
-            valid = jnp.ones(xs.shape[: xs.ndim - base.event_ndim(cell)], bool)
-        valid, xs = _pad_time(valid, pad), _pad_time(xs, pad)
-        resets = None if resets is None else _pad_time(resets, pad)
+    size = size or default_chunk_size(xs.shape[0])
 
     def chunk_fn(carry, inputs):
         x, v, r = inputs
@@ -101,12 +92,5 @@ def chunked(
             cell, params, carry0, zs, v, r, rec_mask, unroll, bias, start=carry
         )
 
-    split = lambda a: None if a is None else a.reshape(num_chunks, size, *a.shape[1:])
     chunk_fn = jax.checkpoint(chunk_fn, prevent_cse=False)
-    carry, ys = lax.scan(chunk_fn, carry0, (split(xs), split(valid), split(resets)))
-    return carry, ys.reshape(num_chunks * size, *ys.shape[2:])[:num_steps]
-
-
-def _pad_time(a, pad):
-    """Appends ``pad`` zero (or false) steps to ``a (T, ...)``."""
-    return jnp.pad(a, [(0, pad)] + [(0, 0)] * (a.ndim - 1))
+    return over_chunks(chunk_fn, carry0, xs, valid, resets, size, base.event_ndim(cell))

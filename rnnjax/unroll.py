@@ -28,11 +28,12 @@ def unroll(
 ):
     """Runs ``cell`` over the time axis of ``xs``.
 
-    The input projection of every step is one matrix product before the recurrence;
-    the recurrence runs through ``impl``: ``"scan"`` (plain ``lax.scan``),
-    ``"fused"`` (fused-form cells only), ``"associative"`` (a parallel scan, for
-    cells linear in the state such as ``min_gru``) or ``"auto"`` (the fastest
-    valid one).
+    The input projection of every step is one matrix product before the recurrence
+    (for ``fused``, a forward-only call on the CPU projects large inputs chunk by
+    chunk inside the loop instead); the recurrence runs through ``impl``:
+    ``"scan"`` (plain ``lax.scan``), ``"fused"`` (fused-form cells only),
+    ``"associative"`` (a parallel scan, for cells linear in the state such as
+    ``min_gru``) or ``"auto"`` (the fastest valid one).
 
     Args:
       cell: an rnnjax cell.
@@ -110,13 +111,33 @@ def unroll(
             unroll,
         )
     else:
-        zs, bias = base.project_split(cell, params, xs)  # the step adds the bias
-        carry, ys = recurrence(
-            cell, params, carry, zs, valid, resets, rec_mask, unroll, bias=bias
+        carry, ys = _project_and_recur(
+            recurrence, cell, params, carry, xs, valid, resets, rec_mask, unroll
         )
     if reverse:
         ys = _permute(ys, order)  # the reversal is its own inverse
     return carry, ys if time_major else jnp.moveaxis(ys, 0, time_axis)
+
+
+def _project_and_recur(
+    recurrence, cell, params, carry, xs, valid, resets, rec_mask, unroll
+):
+    """The input projection of time-major ``xs`` and the recurrence over it.
+
+    The fused kernel takes the projection inside where projecting chunk by chunk
+    is faster (the CPU, large projections; values only, see
+    ``kernels.fused.projected_recurrence``).
+    """
+    if recurrence is kernels.fused_recurrence and xs.shape[0]:
+        chunk = kernels.fused.projection_chunk(cell, params, xs)
+        if chunk is not None:
+            return kernels.fused.projected_recurrence(
+                cell, params, carry, xs, valid, resets, rec_mask, unroll, chunk=chunk
+            )
+    zs, bias = base.project_split(cell, params, xs)  # the step adds the bias
+    return recurrence(
+        cell, params, carry, zs, valid, resets, rec_mask, unroll, bias=bias
+    )
 
 
 def _match_batch_sharding(carry, xs, batch_ndim):

@@ -12,6 +12,7 @@ from jax.sharding import PartitionSpec as P
 
 import rnnjax
 from rnnjax.flax import linen as rlinen
+from rnnjax.kernels import fused as fused_kernel
 
 B, T, I, H = 8, 6, 3, 5
 MESH = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Explicit,))
@@ -80,6 +81,12 @@ def main():
     sharded_args = (params, sharded(xs), sharded(lengths), sharded(resets))
     for name, f in options.items():
         check(name, f, args, sharded_args)
+    # The fused kernel projecting in chunks (what a forward-only call with a large
+    # projection does on the CPU), forced at this size: 4 steps, one padded chunk.
+    rule, fused_kernel.projection_chunk = fused_kernel.projection_chunk, lambda *_: 4
+    f = lambda p, x, n, r: rnnjax.unroll(cell, p, x, seq_lengths=n, resets=r)
+    check("projection in chunks", f, args, sharded_args)
+    fused_kernel.projection_chunk = rule
 
     bi = rnnjax.stack(rnnjax.lstm(H), 2, bidirectional=True)
     params = bi.init(k[3], I)

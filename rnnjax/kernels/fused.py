@@ -31,6 +31,11 @@ step ``t + 1``'s inputs into the loop carry one step ahead (software pipelining)
 so the gate arithmetic reads plain buffers. The tangent scan stays a plain scan:
 its per-step inputs are residuals that JAX's partial evaluation then hands to the
 transposed scan as they are.
+
+``projected_recurrence`` takes the input projection inside as well, as a second
+``custom_jvp``: computing values only, it projects ``C`` steps at a time in a scan
+over chunks (on the CPU a large ``(T, B, Z)`` buffer is mapped and faulted in afresh
+on every call); its JVP projects all steps at once and is the rule above.
 """
 
 from __future__ import annotations
@@ -42,8 +47,16 @@ import jax.numpy as jnp
 from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
-from rnnjax.cells.base import expand, is_fusable, linear, mask_operand
+from rnnjax.cells.base import (
+    event_ndim,
+    expand,
+    is_fusable,
+    linear,
+    mask_operand,
+    project_split,
+)
 from rnnjax.kernels import _linear
+from rnnjax.kernels._chunks import over_chunks
 from rnnjax.kernels.scan import _broadcast_mask, scan_recurrence, tree_where
 
 
@@ -111,8 +124,22 @@ def _pipelined_scan(body, init, seq, unroll):
     return carry, outs
 
 
-def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, bias, lin=None):
-    """Forward scan.
+def _forward(
+    cell,
+    unroll,
+    pw,
+    w,
+    carry0,
+    zs,
+    valid,
+    resets,
+    rec_mask,
+    bias,
+    lin=None,
+    start=None,
+):
+    """Forward scan (from ``start`` when given, a chunk's incoming carry; resets
+    still return to ``carry0``).
 
     With ``lin`` (flags ``(additive, wrt_z, wrt_pw)``), each step also linearises
     itself where it stands and returns, stacked over time, what the tangent scan
@@ -137,7 +164,8 @@ def _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, bias, lin
         new, y = _select_valid(v, new, carry, y)
         return new, (y, step_lin, op_lin, op)
 
-    carry_t, out = _pipelined_scan(body, carry0, (zs, valid, resets), unroll)
+    start = carry0 if start is None else start
+    carry_t, out = _pipelined_scan(body, start, (zs, valid, resets), unroll)
     if lin is None:
         return carry_t, out
     return (carry_t, *out)
@@ -276,3 +304,110 @@ def _fused_jvp(cell, unroll, primals, tangents):
 
 
 _fused.defjvp(_fused_jvp, symbolic_zeros=True)
+
+
+# ------------------------------------------- the input projection inside the kernel
+
+# A forward-only call on the CPU projects the inputs chunk by chunk when the whole
+# projection would be large: XLA:CPU allocates its temporaries afresh on each call,
+# and glibc maps a block above its mmap threshold (at most 32 MiB) anew every time,
+# faulting in each page (measured: B=64, T=256, I=H=512 LSTM forward 363 -> 328 ms,
+# B=64 T=256 I=H=256 131 -> 102 ms; a 16 MiB projection gains nothing; see
+# benchmarks/RESULTS.md). Chunks of about 8 MiB stay below the threshold.
+_CHUNK_FROM_BYTES = 32 << 20
+_CHUNK_BYTES = 8 << 20
+
+
+def projection_chunk(cell, params, xs) -> int | None:
+    """Steps per chunk for :func:`projected_recurrence` on time-major
+    ``xs (T, *B, I)``, or ``None`` where projecting all steps at once is as fast
+    (accelerators; projections under 32 MiB; cells not of the fused form)."""
+    if jax.default_backend() != "cpu" or not is_fusable(cell):
+        return None
+    num_steps = xs.shape[0]
+    one_step = jax.ShapeDtypeStruct((1, *xs.shape[1:]), xs.dtype)
+    step = jax.eval_shape(lambda p, x: project_split(cell, p, x)[0], params, one_step)
+    step_bytes = step.size * step.dtype.itemsize
+    if step_bytes == 0 or num_steps * step_bytes < _CHUNK_FROM_BYTES:
+        return None
+    target = max(1, _CHUNK_BYTES // step_bytes)
+    # Prefer a divisor of T (no padded steps) within a factor 2 of the target.
+    for size in range(target, (target + 1) // 2 - 1, -1):
+        if num_steps % size == 0:
+            return size
+    return target
+
+
+def projected_recurrence(
+    cell, params, carry0, xs, valid=None, resets=None, rec_mask=None, unroll=1, *, chunk
+):
+    """``fused_recurrence`` of the input projection of time-major ``xs (T, *B, I)``.
+
+    Computing the values only, the projection runs ``chunk`` steps at a time inside
+    a scan over chunks, so the ``(T, *B, Z)`` projection is never held whole. Under
+    differentiation (``jax.jvp``, ``jax.grad``, ...) the rule projects all steps at
+    once and is the fused kernel's own JVP: derivatives, and the speed of reverse
+    mode, are those of ``project_split`` followed by ``fused_recurrence``.
+
+    Returns ``(carry_T, ys (T, *B, Y))``.
+    """
+    return _projected(cell, unroll, chunk, params, carry0, xs, valid, resets, rec_mask)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1, 2))
+def _projected(cell, unroll, chunk, params, carry0, xs, valid, resets, rec_mask):
+    pw, w = cell.pointwise_params(params), cell.rec_weight(params)
+
+    def chunk_fn(carry, inputs):
+        x, v, r = inputs
+        zs, bias = project_split(cell, params, x)
+        return _forward(
+            cell, unroll, pw, w, carry0, zs, v, r, rec_mask, bias, start=carry
+        )
+
+    return over_chunks(chunk_fn, carry0, xs, valid, resets, chunk, event_ndim(cell))
+
+
+def _projected_jvp(cell, unroll, chunk, primals, tangents):
+    params, carry0, xs, valid, resets, rec_mask = primals
+    dparams, dcarry0, dxs, _, _, dmask = tangents
+    (zs, bias), (dzs, dbias) = _partial_jvp(
+        lambda p, x: project_split(cell, p, x), (params, xs), (dparams, dxs)
+    )
+    if not _nonzero(dparams):  # the bias depends on the parameters alone
+        dbias = _symbolic_zeros(bias)
+    (pw, w), (dpw, dw) = _partial_jvp(
+        lambda p: (cell.pointwise_params(p), cell.rec_weight(p)), (params,), (dparams,)
+    )
+    primals = (pw, w, carry0, zs, valid, resets, rec_mask, bias)
+    tangents = (dpw, dw, dcarry0, dzs, None, None, dmask, dbias)
+    return _fused_jvp(cell, unroll, primals, tangents)
+
+
+_projected.defjvp(_projected_jvp, symbolic_zeros=True)
+
+
+def _partial_jvp(fn, primals, tangents):
+    """``jax.jvp(fn, primals, tangents)`` w.r.t. only the arguments whose tangent
+    is not entirely a symbolic zero (their zero leaves made arrays); symbolic zeros
+    out when none is."""
+    live = [i for i, t in enumerate(tangents) if _nonzero(t)]
+    if not live:
+        out = fn(*primals)
+        return out, _symbolic_zeros(out)
+
+    def of_live(*live_args):
+        args = list(primals)
+        for i, a in zip(live, live_args, strict=True):
+            args[i] = a
+        return fn(*args)
+
+    return jax.jvp(
+        of_live,
+        tuple(primals[i] for i in live),
+        tuple(_instantiate(tangents[i], primals[i]) for i in live),
+    )
+
+
+def _symbolic_zeros(tree):
+    return jax.tree.map(SymbolicZero.from_primal_value, tree)

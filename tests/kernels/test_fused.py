@@ -7,6 +7,8 @@ fused-form cell and option, with lengths, reversal, resets and recurrent masks.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 
 import rnnjax
 from rnnjax import kernels
+from rnnjax.kernels import fused as fused_module
 from tests.conftest import randomize
 from tests.kernels._compare import (
     assert_tree_close,
@@ -329,3 +332,148 @@ def test_no_recompile(impl):
         jax.block_until_ready(step(params, xs, cell))
     assert len(traces) == 1
     assert step._cache_size() == 1
+
+
+# ---------------------------------------------------------------------- projection
+# inside the kernel (forward-only calls on the CPU, large projections)
+
+
+@pytest.fixture
+def chunked_projection(monkeypatch):
+    """Makes ``unroll`` project in chunks of ``size`` steps at any size; returns a
+    setter and the list of chunk sizes used by each trace."""
+    used = []
+    original = fused_module.projected_recurrence
+
+    def spy(*args, chunk, **kwargs):
+        used.append(chunk)
+        return original(*args, chunk=chunk, **kwargs)
+
+    def set_size(size):
+        monkeypatch.setattr(
+            fused_module, "projection_chunk", lambda cell, params, xs: size
+        )
+
+    monkeypatch.setattr(fused_module, "projected_recurrence", spy)
+    return set_size, used
+
+
+@pytest.mark.parametrize("name", ["lstm", "lstm_combo", "gru", "simple_tanh"])
+@pytest.mark.parametrize("size", [1, 2, T])  # 2 leaves a padded last chunk
+def test_projected_equals_scan(name, size, chunked_projection):
+    """Values (the chunked primal), VJPs and JVPs (the hoisted rule) of
+    ``impl="fused"`` with the projection inside equal the scan, with lengths,
+    reversal, resets and a recurrent mask."""
+    set_size, used = chunked_projection
+    set_size(size)
+    cell = FUSABLE[name]()
+    options = dict(lengths=True, resets=True, rec_mask=True)
+    params, xs, carry, kwargs = _problem(cell, (2, 3), 20, **options)
+    primals = (params, xs, carry)
+    tangents = random_like(primals, 21)
+    for reverse in (False, True):
+        fused, scan = (
+            run_impl(cell, impl, reverse=reverse, **kwargs)
+            for impl in ("fused", "scan")
+        )
+        _assert_same_derivatives(fused, scan, primals, tangents)
+    assert used and set(used) == {size}
+
+
+def _assert_same_derivatives(got, want, primals, tangents):
+    """Values, a VJP and a JVP of ``got`` and ``want`` agree."""
+    assert_tree_close(jit_fast(got)(*primals), jit_fast(want)(*primals))
+    assert_tree_close(
+        jit_fast(lambda *a: values_and_vjp(got, a, 22))(*primals),
+        jit_fast(lambda *a: values_and_vjp(want, a, 22))(*primals),
+    )
+    assert_tree_close(
+        jit_fast(lambda p, t: jax.jvp(got, p, t))(primals, tangents),
+        jit_fast(lambda p, t: jax.jvp(want, p, t))(primals, tangents),
+    )
+
+
+@pytest.mark.parametrize("wrt", ["params", "xs", "carry"])
+def test_projected_derivative_of_one_argument(wrt, chunked_projection):
+    """Symbolic zeros: gradients and JVPs w.r.t. one argument alone (the others
+    closed over) equal the scan's."""
+    chunked_projection[0](2)
+    cell = FUSABLE["lstm_peephole"]()
+    params, xs, carry, kwargs = _problem(cell, (3,), 23, lengths=True)
+    args = {"params": params, "xs": xs, "carry": carry}
+
+    def of_one(impl):
+        def f(a):
+            full = {**args, wrt: a}
+            return run_impl(cell, impl, **kwargs)(
+                full["params"], full["xs"], full["carry"]
+            )
+
+        return f
+
+    loss = lambda impl: lambda a: jnp.sum(jnp.sin(of_one(impl)(a)[1]))
+    tangent = random_like(args[wrt], 24)
+    grad = lambda impl: jax.grad(loss(impl))(args[wrt])
+    jvp = lambda impl: jax.jvp(of_one(impl), (args[wrt],), (tangent,))
+    for f in (grad, jvp):
+        got, want = (
+            jit_fast(functools.partial(f, impl))() for impl in ("fused", "scan")
+        )
+        assert_tree_close(got, want)
+
+
+def test_projected_vmap(chunked_projection):
+    chunked_projection[0](2)
+    cell = FUSABLE["gru"]()
+    problems = [_problem(cell, (2,), s) for s in (25, 26)]
+    params, xs, carry = jax.tree.map(
+        lambda *t: jnp.stack(t), *[p[:3] for p in problems]
+    )
+
+    def batched(impl):
+        f = run_impl(cell, impl)
+        g = jax.grad(lambda *a: jnp.sum(jnp.tanh(f(*a)[1])), argnums=(0, 1, 2))
+        return jit_fast(jax.vmap(lambda *a: (f(*a), g(*a))))(params, xs, carry)
+
+    assert_tree_close(batched("fused"), batched("scan"))
+
+
+def test_projected_only_for_the_fused_kernel(chunked_projection):
+    """``auto`` and ``fused`` take the projection inside; ``scan`` and the remat
+    paths do not."""
+    set_size, used = chunked_projection
+    set_size(2)
+    cell = FUSABLE["lstm"]()
+    params, xs, _, _ = _problem(cell, (2,), 27)
+    for impl in ("auto", "fused"):
+        jax.eval_shape(
+            lambda p, x, i=impl: rnnjax.unroll(cell, p, x, impl=i), params, xs
+        )
+    assert used == [2, 2]
+    jax.eval_shape(lambda p, x: rnnjax.unroll(cell, p, x, impl="scan"), params, xs)
+    jax.eval_shape(lambda p, x: rnnjax.unroll(cell, p, x, remat="chunk"), params, xs)
+    assert used == [2, 2]
+
+
+def _chunk_for(cell, steps, batch, n_in):
+    params = jax.eval_shape(lambda: cell.init(jax.random.key(0), n_in))
+    xs = jax.ShapeDtypeStruct((steps, batch, n_in), jnp.float32)
+    return fused_module.projection_chunk(cell, params, xs)
+
+
+def test_projection_chunk_rule(monkeypatch):
+    """Chunks of about 8 MiB once the whole projection reaches 32 MiB, a divisor of
+    ``T`` within a factor 2 of that where one exists; never on accelerators."""
+    lstm = rnnjax.lstm(512)  # a step of B=64 projects 64 x 2048 floats = 512 KiB
+    assert _chunk_for(lstm, 256, 64, 512) == 16  # 128 MiB
+    assert _chunk_for(lstm, 250, 64, 512) == 10  # no divisor in [8, 16] but 10
+    assert _chunk_for(lstm, 251, 64, 512) == 16  # prime: padded
+    assert _chunk_for(lstm, 256, 16, 512) == 64
+    assert _chunk_for(lstm, 63, 64, 512) is None  # 31.5 MiB
+    assert _chunk_for(lstm, 64, 64, 512) == 16  # 32 MiB
+    assert _chunk_for(rnnjax.lstm(256), 128, 32, 128) is None  # 16 MiB
+    # 1536 columns, 384 KiB a step: 21 steps, and 16 the divisor of 256 below
+    assert _chunk_for(rnnjax.gru(512), 256, 64, 512) == 16
+    assert _chunk_for(rnnjax.gru(512, reset_after=False), 256, 64, 512) is None
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert _chunk_for(lstm, 256, 64, 512) is None
