@@ -11,6 +11,9 @@ alone is also timed, one call). Medians. XLA options apply through
 
     python benchmarks/step_product.py
     XLA_FLAGS=--xla_cpu_use_onednn=true python benchmarks/step_product.py
+    taskset -c 0 python benchmarks/step_product.py   # one core: XLA's threads
+
+(The bf16 row casts ``W_h`` inside the step; XLA hoists the cast out of the loop.)
 """
 
 from __future__ import annotations
@@ -57,6 +60,13 @@ def _formulations(b, h):
         "2 column blocks + concat": lambda x, w: jnp.concatenate(
             [x @ part for part in jnp.split(w, 2, axis=1)], axis=1
         ),
+        # what rnnjax.lstm(dtype=jnp.bfloat16) runs (W_h is cast once per call)
+        "bf16 operands, f32 result": lambda x, w: lax.dot_general(
+            x.astype(jnp.bfloat16),
+            w.astype(jnp.bfloat16),
+            (((1,), (0,)), ((), ())),
+            preferred_element_type=jnp.float32,
+        ),
     }
 
 
@@ -102,7 +112,7 @@ def main():
         import torch
     except ImportError:
         return
-    torch.set_num_threads(2)
+    torch.set_num_threads(min(2, len(os.sched_getaffinity(0))))
     tx = torch.from_numpy(np.array(x))
     tw = torch.from_numpy(np.array(w))
 
