@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jax.sharding import PartitionSpec
 
 from rnnjax import _remat, _validate, kernels
@@ -91,6 +92,7 @@ def unroll(
 
     xs = xs if time_major else jnp.moveaxis(xs, time_axis, 0)
     carry = _match_batch_sharding(carry, xs, len(batch_shape))
+    carry = _match_varying_axes(carry, (params, xs, resets, rec_mask))
     order = None
     if reverse:
         order = _reversal(num_steps, batch_shape, lengths)
@@ -156,6 +158,21 @@ def _match_batch_sharding(carry, xs, batch_ndim):
         return jax.sharding.reshard(leaf, PartitionSpec(*batch_spec, *rest))
 
     return jax.tree.map(reshard, carry)
+
+
+def _match_varying_axes(carry, operands):
+    """Inside ``jax.shard_map``: makes every carry leaf vary over the manual mesh
+    axes that any operand varies over, as the carry after one step does (a zero
+    initial carry varies over none), so that the loop's carry keeps one type."""
+    axes = frozenset().union(*(base.varying_axes(x) for x in jax.tree.leaves(operands)))
+    if not axes:
+        return carry
+
+    def vary(leaf):
+        missing = tuple(sorted(axes - base.varying_axes(leaf)))
+        return lax.pcast(leaf, missing, to="varying") if missing else leaf
+
+    return jax.tree.map(vary, carry)
 
 
 def _valid_mask(num_steps, lengths):

@@ -150,6 +150,16 @@ def sharded_in_type(x: Array) -> bool:
     return any(axis is not None for axis in spec)
 
 
+def varying_axes(x: Array) -> frozenset:
+    """The manual mesh axes ``x`` varies over inside ``jax.shard_map`` (empty
+    outside one)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)
+    if manual is not None:
+        return frozenset(manual.varying)
+    return frozenset(getattr(aval, "vma", ()))  # the name in other JAX versions
+
+
 def mask_operand(h: Array, rec_mask: Array | None) -> Array:
     """``h * rec_mask`` (variational recurrent dropout), or ``h`` without a mask."""
     return h if rec_mask is None else h * rec_mask.astype(h.dtype)
