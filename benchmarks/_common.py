@@ -69,9 +69,20 @@ def parse_args(description: str) -> argparse.Namespace:
         help="call rnnjax.tune_host_allocator() first (thresholds only, no single "
         "arena; process-wide: every contender, PyTorch included, runs under it)",
     )
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="N > 1 adds rows with the batch split over N CPU devices by "
+        "jax.shard_map (jax_num_cpu_devices=N; the other JAX rows run on one)",
+    )
     args = p.parse_args()
     if args.repeats < 10:
         p.error("--repeats: at least 10")
+    if args.devices < 1 or args.batch % args.devices:
+        p.error(f"--devices: a positive divisor of --batch {args.batch}")
+    if args.devices > 1:  # before JAX starts its CPU backend
+        jax.config.update("jax_num_cpu_devices", args.devices)
     if args.tune_allocator and not rnnjax.tune_host_allocator():
         p.error("--tune-allocator: needs Linux with glibc")
     return args
@@ -98,6 +109,55 @@ def jax_contender(name, f, params, xs) -> Contender:
     return Contender(
         name, lambda: fwd(params, xs), lambda: bwd(params, xs), compile=compile_seconds
     )
+
+
+def shard_map_contender(name, f, params, xs, devices: int) -> Contender:
+    """``f(params, xs) -> ys`` under ``jax.shard_map`` over ``devices`` CPU
+    devices: parameters replicated, the batch (axis 0 of ``xs`` and ``ys``) split,
+    the parameter gradient summed over the devices by a ``psum``.
+
+    ``check_vma=False`` (and the explicit psum it needs): Flax's ``nn.RNN`` fails
+    the default check (its zero carry varies over no mesh axis; rnnjax passes
+    both ways), and every row should run the same program shape.
+    """
+    from jax.sharding import AxisType, NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    mesh = jax.make_mesh((devices,), ("data",), axis_types=(AxisType.Auto,))
+    specs = (P(), P("data"))
+    grad = jax.grad(lambda p, x: jnp.sum(f(p, x)), argnums=(0, 1))
+
+    def summed_grad(p, x):
+        dp, dx = grad(p, x)
+        return jax.lax.psum(dp, "data"), dx
+
+    def sharded(fn, out_specs):
+        return jax.jit(
+            jax.shard_map(
+                fn, mesh=mesh, in_specs=specs, out_specs=out_specs, check_vma=False
+            )
+        )
+
+    fwd = sharded(f, P("data"))
+    bwd = sharded(summed_grad, (P(), P("data")))
+    params = jax.device_put(params, NamedSharding(mesh, P()))
+    xs = jax.device_put(xs, NamedSharding(mesh, P("data")))
+    return Contender(name, lambda: fwd(params, xs), lambda: bwd(params, xs))
+
+
+def add_device_rows(args, add, xs, rows) -> None:
+    """With ``--devices N`` (N > 1): ``add``s each ``(label, f, params)`` of
+    ``rows`` again as ``"<label>, shard_map N devices"``."""
+    if args.devices < 2:
+        return
+    for label, f, params in rows:
+        name = f"{label}, shard_map {args.devices} devices"
+        add(
+            name,
+            lambda name=name, f=f, p=params: shard_map_contender(
+                name, f, p, xs, args.devices
+            ),
+        )
 
 
 def _seconds(fn) -> float:
@@ -333,6 +393,7 @@ def report(args, results, title: str, script: str) -> None:
         + (f" --only '{args.only}'" if args.only else "")
         + (" --bf16" if args.bf16 else "")
         + (" --tune-allocator" if args.tune_allocator else "")
+        + (f" --devices {args.devices}" if args.devices > 1 else "")
     )
     print(table(results, title))
     print()

@@ -104,6 +104,15 @@ def contenders(args):
         ),
     )
 
+    _common.add_device_rows(
+        args,
+        add,
+        xs,
+        [
+            ("rnnjax auto", lambda p, x: rnnjax.unroll(cell, p, x)[1], params),
+            ("flax GRUCell", model.apply, model.init(key, xs)),
+        ],
+    )
     for name, make in _common.library_peers("gru", n_in, H, xs):
         add(name, make)
 

@@ -106,6 +106,16 @@ def contenders(args):
             ),
         )
 
+    flax_lstm = nn.RNN(nn.LSTMCell(H))
+    _common.add_device_rows(
+        args,
+        add,
+        xs,
+        [
+            ("rnnjax auto", lambda p, x: rnnjax.unroll(cell, p, x)[1], params),
+            ("flax LSTMCell", flax_lstm.apply, flax_lstm.init(key, xs)),
+        ],
+    )
     for name, make in _common.library_peers("lstm", n_in, H, xs):
         add(name, make)
 
