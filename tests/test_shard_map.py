@@ -9,6 +9,12 @@ tests/_explicit_sharding_worker.py runs the same over four CPU devices.
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -113,3 +119,36 @@ def test_stack_and_chunked_projection_in_shard_map(monkeypatch):
     want = jax.jit(f)(params, xs, LENGTHS)
     got = jax.jit(_sharded(f, _mesh(), 2))(params, xs, LENGTHS)
     _assert_close(got, want)
+
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "kernels.md"
+CHECK_RECIPE = """
+import numpy as np
+params = cell.init(jax.random.key(0), 8)
+xs = jax.random.normal(jax.random.key(1), (4, 5, 8))
+want = jax.jit(jax.grad(loss))(params, xs)  # the whole batch, one device
+got = grads(params, xs)
+assert len(jax.devices()) == 2
+for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+print("recipe ok")
+"""
+
+
+def test_documented_cpu_recipe():
+    """The two-device recipe of docs/kernels.md runs as written (its own process:
+    it sets the device count before JAX starts) and its gradient equals the
+    whole batch's on one device."""
+    blocks = re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S)
+    (recipe,) = [b for b in blocks if "jax_num_cpu_devices" in b]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run(
+        [sys.executable, "-c", recipe + CHECK_RECIPE],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "recipe ok" in done.stdout
