@@ -57,3 +57,18 @@ def assert_tree_close(got, want, rtol=RTOL):
         np.testing.assert_allclose(
             a, b, rtol=rtol, atol=atol, err_msg=jax.tree_util.keystr(path)
         )
+
+
+def assert_same_derivatives(got, want, primals, tangents, seed=0, values=True):
+    """``got`` and ``want`` (functions of ``*primals``) agree: their values (when
+    ``values``), VJPs against one random cotangent and JVPs along ``tangents``."""
+    if values:
+        assert_tree_close(jit_fast(got)(*primals), jit_fast(want)(*primals))
+    assert_tree_close(
+        jit_fast(lambda *a: values_and_vjp(got, a, seed))(*primals),
+        jit_fast(lambda *a: values_and_vjp(want, a, seed))(*primals),
+    )
+    assert_tree_close(
+        jit_fast(lambda p, t: jax.jvp(got, p, t))(primals, tangents),
+        jit_fast(lambda p, t: jax.jvp(want, p, t))(primals, tangents),
+    )

@@ -19,6 +19,7 @@ from rnnjax import kernels
 from rnnjax.kernels import fused as fused_module
 from tests.conftest import randomize
 from tests.kernels._compare import (
+    assert_same_derivatives,
     assert_tree_close,
     jit_fast,
     random_like,
@@ -282,14 +283,7 @@ def test_bias_added_by_the_step(name):
         run(kernels.fused_recurrence, True),
         run(kernels.scan_recurrence, True),
     ):
-        assert_tree_close(
-            jit_fast(lambda *a, f=got: values_and_vjp(f, a, 17))(*primals),
-            jit_fast(lambda *a: values_and_vjp(want, a, 17))(*primals),
-        )
-        assert_tree_close(
-            jit_fast(lambda p, t, f=got: jax.jvp(f, p, t))(primals, tangents),
-            jit_fast(lambda p, t: jax.jvp(want, p, t))(primals, tangents),
-        )
+        assert_same_derivatives(got, want, primals, tangents, seed=17, values=False)
 
 
 # ---------------------------------------------------------------------- errors, cache
@@ -376,21 +370,8 @@ def test_projected_equals_scan(name, size, chunked_projection):
             run_impl(cell, impl, reverse=reverse, **kwargs)
             for impl in ("fused", "scan")
         )
-        _assert_same_derivatives(fused, scan, primals, tangents)
+        assert_same_derivatives(fused, scan, primals, tangents, seed=22)
     assert used and set(used) == {size}
-
-
-def _assert_same_derivatives(got, want, primals, tangents):
-    """Values, a VJP and a JVP of ``got`` and ``want`` agree."""
-    assert_tree_close(jit_fast(got)(*primals), jit_fast(want)(*primals))
-    assert_tree_close(
-        jit_fast(lambda *a: values_and_vjp(got, a, 22))(*primals),
-        jit_fast(lambda *a: values_and_vjp(want, a, 22))(*primals),
-    )
-    assert_tree_close(
-        jit_fast(lambda p, t: jax.jvp(got, p, t))(primals, tangents),
-        jit_fast(lambda p, t: jax.jvp(want, p, t))(primals, tangents),
-    )
 
 
 @pytest.mark.parametrize("wrt", ["params", "xs", "carry"])
