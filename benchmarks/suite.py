@@ -96,7 +96,7 @@ def run_workload(args, cell, b, t, i, h):
     """Contenders of one workload: median ms and compile seconds per name."""
     module = CELLS[cell][0]
     ns = types.SimpleNamespace(
-        batch=b, time=t, input=i, hidden=h, bf16=False, only=args.only
+        batch=b, time=t, input=i, hidden=h, bf16=False, only=args.only, devices=1
     )
     contenders = module.contenders(ns)
     compiled = {c.name: c.compile() for c in contenders if c.compile is not None}
