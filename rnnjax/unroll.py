@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from jax import lax
-from jax.sharding import PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
 from rnnjax import _remat, _validate, kernels
 from rnnjax.cells import base
@@ -148,14 +148,17 @@ def _match_batch_sharding(carry, xs, batch_ndim):
     through the loop; a no-op unless ``xs`` is explicitly sharded."""
     if not base.sharded_in_type(xs):
         return carry
-    spec = tuple(jax.typeof(xs).sharding.spec) + (None,) * xs.ndim
+    sharding = jax.typeof(xs).sharding
+    spec = tuple(sharding.spec) + (None,) * xs.ndim
     batch_spec = spec[1 : 1 + batch_ndim]
 
     def reshard(leaf):
         if leaf.ndim < batch_ndim:  # not per-sequence (a step counter)
             return leaf
         rest = (None,) * (leaf.ndim - batch_ndim)
-        return jax.sharding.reshard(leaf, PartitionSpec(*batch_spec, *rest))
+        # xs's own (abstract) mesh: no mesh context needed
+        target = NamedSharding(sharding.mesh, PartitionSpec(*batch_spec, *rest))
+        return jax.sharding.reshard(leaf, target)
 
     return jax.tree.map(reshard, carry)
 

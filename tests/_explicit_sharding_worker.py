@@ -81,6 +81,13 @@ def main():
     sharded_args = (params, sharded(xs), sharded(lengths), sharded(resets))
     for name, f in options.items():
         check(name, f, args, sharded_args)
+    # Outside a mesh context, as JAX's own operations on these arrays run (their
+    # gradients need the context: JAX's transposed products ask for it).
+    got = jax.jit(lambda p, x: rnnjax.unroll(cell, p, x)[1])(params, sharded(xs))
+    want = jax.jit(lambda p, x: rnnjax.unroll(cell, p, x)[1])(params, xs)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=2e-5, atol=2e-6)
+    assert "data" in str(jax.typeof(got).sharding.spec)
+    print("ok forward outside a mesh context")
     # The fused kernel projecting in chunks (what a forward-only call with a large
     # projection does on the CPU), forced at this size: 4 steps, one padded chunk.
     rule, fused_kernel.projection_chunk = fused_kernel.projection_chunk, lambda *_: 4
