@@ -27,6 +27,7 @@ from rnnjax.train.step import (
     make_eval_step,
     make_train_step,
     schedule,
+    sharded_objective,
 )
 from rnnjax.train.tbptt import make_tbptt_step
 
@@ -78,6 +79,7 @@ __all__ = [
     "replicate",
     "schedule",
     "shard_batch",
+    "sharded_objective",
     "softmax_cross_entropy",
     "train_and_evaluate",
 ]

@@ -16,6 +16,15 @@ One host, many devices (GPUs, TPU cores)::
     for batch in batches:                          # B divisible by the devices
         state, metrics = step(state, train.shard_batch(batch, mesh), key)
 
+CPU devices (``jax_num_cpu_devices``, one per core): pass the mesh to the step
+builders, ``make_train_step(..., mesh=mesh)`` / ``make_eval_step(..., mesh=mesh)``,
+which split the batch by hand with ``jax.shard_map`` (each device its own loop, on
+its own core). The automatic partitioning above gathers the batch around the
+recurrent loop on the CPU and runs slower than one device (the `rnnjax` command's
+step: 90 ms on one device, 76 with ``mesh=`` over two, 102 without;
+``benchmarks/RESULTS.md``). With ``mesh=`` each device folds its index into the
+dropout key, so dropout masks are not one device's.
+
 Truncated BPTT: shard the carry like the batch (its leaves are ``(B, H)``), e.g.
 ``carry = train.shard_batch(model.initial_carry((B,)), mesh)``; the returned
 carry stays sharded.

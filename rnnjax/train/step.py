@@ -22,6 +22,11 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax import lax
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec as P
+
+from rnnjax.train.parallel import _check_mesh
 
 __all__ = [
     "TrainState",
@@ -29,6 +34,7 @@ __all__ = [
     "make_eval_step",
     "make_train_step",
     "schedule",
+    "sharded_objective",
 ]
 
 
@@ -82,6 +88,73 @@ def _split(result):
     return loss, jnp.asarray(count)
 
 
+def sharded_objective(apply_fn, loss_fn, mesh: Mesh):
+    """``(params, batch, key) -> (loss, count)`` of the whole batch, evaluated
+    slice by slice on ``mesh``'s devices by ``jax.shard_map``.
+
+    Parameters and key are replicated, every batch leaf split along its leading
+    axis over all of the mesh's axes (as :func:`~rnnjax.train.shard_batch` places
+    it). Each device runs the model on its slice; the results combine as one
+    device's would: with a ``count`` from ``loss_fn``, ``sum(loss_d * count_d) /
+    sum(count_d)`` (the mean over every counted element); without one, the mean of
+    the devices' losses (equal slices). On a CPU split into several devices this
+    keeps each device's loop on its own core, which ``jit``'s automatic
+    partitioning does not (``benchmarks/RESULTS.md``). Dropout: each device folds
+    its index into ``key``, so masks differ from one device's draw.
+    """
+    weighted = _weighted_objective(apply_fn, loss_fn, mesh)
+
+    def local(params, batch, key):
+        _, (loss, count) = weighted(params, batch, key)
+        return loss, count
+
+    return _shard(local, mesh)
+
+
+def _sharded_grad(apply_fn, loss_fn, mesh):
+    """``value_and_grad`` of :func:`sharded_objective` (``has_aux`` form)."""
+    weighted = _weighted_objective(apply_fn, loss_fn, mesh)
+
+    def local(params, batch, key):
+        # The gradient w.r.t. the replicated params comes out summed over the
+        # devices (JAX transposes their implicit broadcast into a psum); the
+        # weights make that sum the whole batch's gradient.
+        (_, totals), grads = jax.value_and_grad(weighted, has_aux=True)(
+            params, batch, key
+        )
+        return totals, grads
+
+    return _shard(local, mesh)
+
+
+def _weighted_objective(apply_fn, loss_fn, mesh):
+    """Per device: ``(weighted loss, (total loss, total count))``, the weighted
+    losses summing over the devices to the total."""
+    _check_mesh(mesh)
+    axes = tuple(mesh.axis_names)
+
+    def weighted(params, batch, key):
+        if key is not None and mesh.size > 1:
+            key = jax.random.fold_in(key, lax.axis_index(axes))
+        result = loss_fn(apply_fn(params, batch, key), batch)
+        loss, count = _split(result)
+        if isinstance(result, tuple):
+            total_count = lax.psum(count, axes)
+            part = loss * count / total_count
+            return part, (lax.psum(part, axes), total_count)
+        part = loss / mesh.size
+        return part, (lax.psum(part, axes), count)
+
+    return weighted
+
+
+def _shard(fn, mesh):
+    """``fn(params, batch, key)`` under ``shard_map``: batch split, rest whole."""
+    axes = tuple(mesh.axis_names)
+    batch_spec = P(axes[0] if len(axes) == 1 else axes)
+    return jax.shard_map(fn, mesh=mesh, in_specs=(P(), batch_spec, P()), out_specs=P())
+
+
 def _tx(optimizer, clip_norm):
     if clip_norm is None:
         return optimizer, False
@@ -117,7 +190,14 @@ def _tx_update(tx, chained, state, loss, grads):
     return state, {"loss": loss, "grad_norm": grad_norm, "skipped": skip}
 
 
-def make_train_step(apply_fn, loss_fn, optimizer, *, clip_norm: float | None = 1.0):
+def make_train_step(
+    apply_fn,
+    loss_fn,
+    optimizer,
+    *,
+    clip_norm: float | None = 1.0,
+    mesh: Mesh | None = None,
+):
     """Builds a jitted pure training step ``(state, batch, key) -> (state, metrics)``.
 
     The gradient of ``loss_fn(apply_fn(params, batch, key), batch)`` is clipped to a
@@ -131,13 +211,20 @@ def make_train_step(apply_fn, loss_fn, optimizer, *, clip_norm: float | None = 1
       optimizer: an ``optax.GradientTransformation``; initialise the state with
         :func:`init_state` on the same optimizer.
       clip_norm: global-norm bound on the gradient, or ``None``.
+      mesh: split the batch over this mesh's devices by hand (``jax.shard_map``;
+        see :func:`sharded_objective`); ``None``: the step follows the shardings
+        of its inputs (``jit``'s automatic partitioning, see
+        :mod:`rnnjax.train.parallel`).
 
     Returns:
       The step. ``metrics`` holds ``loss``, ``grad_norm`` (before clipping),
       ``skipped`` (a bool) and ``count`` (from ``loss_fn``, ``-1`` if it gives none).
     """
     tx, chained = _tx(optimizer, clip_norm)
-    grad_fn = jax.value_and_grad(_objective(apply_fn, loss_fn), has_aux=True)
+    if mesh is None:
+        grad_fn = jax.value_and_grad(_objective(apply_fn, loss_fn), has_aux=True)
+    else:
+        grad_fn = _sharded_grad(apply_fn, loss_fn, mesh)
 
     @jax.jit
     def train_step(state: TrainState, batch, key):
@@ -148,10 +235,13 @@ def make_train_step(apply_fn, loss_fn, optimizer, *, clip_norm: float | None = 1
     return train_step
 
 
-def make_eval_step(apply_fn, loss_fn):
+def make_eval_step(apply_fn, loss_fn, *, mesh: Mesh | None = None):
     """Builds a jitted ``(params, batch) -> metrics`` with ``loss`` and ``count``;
-    ``apply_fn`` is called with ``key=None`` (no dropout)."""
+    ``apply_fn`` is called with ``key=None`` (no dropout). ``mesh``: as in
+    :func:`make_train_step`."""
     objective = _objective(apply_fn, loss_fn)
+    if mesh is not None:
+        objective = sharded_objective(apply_fn, loss_fn, mesh)
 
     @jax.jit
     def eval_step(params, batch):

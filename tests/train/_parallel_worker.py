@@ -137,6 +137,49 @@ def check_tbptt_step(mesh):
     print(f"tbptt chunk losses {np.round(np.asarray(got_metrics['loss']), 5)}")
 
 
+def check_shard_map_steps(mesh):
+    """``make_train_step(..., mesh=)`` / ``make_eval_step(..., mesh=)``: the batch
+    split by shard_map. Without dropout (key None) equal to one device, with a
+    counted loss and with a plain mean; with dropout, each device its own masks."""
+    batches = [make_batch(seed) for seed in range(STEPS)]
+    plain_mean = lambda outputs, batch: jnp.mean((outputs - batch["y"]) ** 2)
+    for loss in (loss_fn, plain_mean):
+        state = train.init_state(init_params(), OPTIMIZER)
+        one = train.make_train_step(apply_fn, loss, OPTIMIZER)
+        split = train.make_train_step(apply_fn, loss, OPTIMIZER, mesh=mesh)
+        want, got = state, train.replicate(state, mesh)
+        for batch in batches:
+            want, want_metrics = one(want, batch, None)
+            got, metrics = split(got, train.shard_batch(batch, mesh), None)
+            np.testing.assert_allclose(
+                float(metrics["loss"]), float(want_metrics["loss"]), rtol=1e-5
+            )
+            assert int(metrics["count"]) == int(want_metrics["count"])
+        assert_trees_close(got.params, want.params, "shard_map params")
+        assert_replicated(got, "shard_map state")
+        evaluate = train.make_eval_step(apply_fn, loss, mesh=mesh)
+        got_eval = evaluate(got.params, train.shard_batch(batches[0], mesh))
+        want_eval = train.make_eval_step(apply_fn, loss)(want.params, batches[0])
+        np.testing.assert_allclose(
+            float(got_eval["loss"]), float(want_eval["loss"]), rtol=1e-5
+        )
+    # Dropout: the key folded with each device's index, so not one device's masks.
+    state = train.init_state(init_params(), OPTIMIZER)
+    split = train.make_train_step(apply_fn, loss_fn, OPTIMIZER, mesh=mesh)
+    one = train.make_train_step(apply_fn, loss_fn, OPTIMIZER)
+    key = jax.random.key(5)
+    _, metrics = split(
+        train.replicate(state, mesh), train.shard_batch(batches[0], mesh), key
+    )
+    _, want_metrics = one(state, batches[0], key)
+    assert np.isfinite(float(metrics["loss"]))
+    assert float(metrics["loss"]) != float(want_metrics["loss"])
+    print(
+        "shard_map steps equal to one device; dropout loss",
+        round(float(metrics["loss"]), 5),
+    )
+
+
 def check_errors(mesh):
     put = jax.device_put
     calls = []
@@ -165,6 +208,7 @@ def single():
     state = check_train_step(mesh)
     check_eval_step(mesh, state.params)
     check_tbptt_step(mesh)
+    check_shard_map_steps(mesh)
     check_errors(mesh)
     # The same steps under a mesh of explicit axes (jax.make_mesh's default),
     # set as the context mesh: the sharding is then part of the arrays' types.

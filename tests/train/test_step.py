@@ -247,3 +247,45 @@ def test_import_rnnjax_does_not_import_train_or_optax():
         "assert 'optax' not in sys.modules and 'rnnjax.train' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_sharded_steps_on_one_device_equal_the_plain_steps():
+    """``mesh=`` on a one-device mesh (tests/train/_parallel_worker.py runs four):
+    the same losses, parameters and evaluation, and the same dropout draw (a
+    one-device mesh folds nothing into the key)."""
+    mesh = train.data_mesh(jax.devices()[:1])
+    optimizer = optax.adam(1e-2)
+    model = rnnjax.stack(rnnjax.lstm(H), input_dropout=0.2)
+
+    def apply(params, batch, key):
+        _, ys = model.apply(
+            params["rnn"], batch["x"], key=key, training=key is not None
+        )
+        return readout(params, ys)
+
+    params = {**init_params(), "rnn": model.init(jax.random.key(3), 1)}
+    plain = train.make_train_step(apply, loss_fn, optimizer)
+    sharded = train.make_train_step(apply, loss_fn, optimizer, mesh=mesh)
+    want = got = train.init_state(params, optimizer)
+    for i in range(3):
+        batch, key = running_mean_batch(i), jax.random.key(i)
+        want, want_metrics = plain(want, batch, key)
+        got, metrics = sharded(got, batch, key)
+        np.testing.assert_allclose(metrics["loss"], want_metrics["loss"], rtol=1e-6)
+        assert int(metrics["count"]) == int(want_metrics["count"]) == B * T
+    assert_trees_close(got.params, want.params)
+    evaluate = train.make_eval_step(apply, loss_fn, mesh=mesh)
+    np.testing.assert_allclose(
+        evaluate(got.params, batch)["loss"],
+        train.make_eval_step(apply, loss_fn)(got.params, batch)["loss"],
+        rtol=1e-6,
+    )
+
+
+def test_sharded_steps_reject_a_non_mesh_before_compute():
+    for make in (
+        lambda: train.make_train_step(apply_fn, loss_fn, optax.sgd(0.1), mesh="data"),
+        lambda: train.make_eval_step(apply_fn, loss_fn, mesh=jax.devices()),
+    ):
+        with pytest.raises(TypeError, match=r"mesh: expected a jax\.sharding\.Mesh"):
+            make()
