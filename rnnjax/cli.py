@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -52,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run in --workdir from its newest complete checkpoint",
+    )
+    train.add_argument(
+        "--cpu-devices",
+        type=int,
+        help="JAX CPU devices to split the batch over (default: one per core, at "
+        "most 8, a divisor of the batch size; 1 keeps one device)",
     )
     train.add_argument(
         "--progress",
@@ -111,12 +118,56 @@ def _train(args, overrides) -> None:
     else:
         name, config = configs.load(args.config or configs.DEFAULT)
     config = configs.override(config, overrides)
+    _use_cpu_cores(config.batch_size, args.cpu_devices)
     experiment.train_and_evaluate(
         config,
         args.workdir or _new_workdir(name),
         resume=args.resume,
         progress=args.progress,
     )
+
+
+def _use_cpu_cores(batch_size: int, requested: int | None = None) -> int:
+    """Gives JAX :func:`_cpu_device_count` CPU devices before it starts; the
+    experiment then splits the batch over them with ``shard_map``, each device's
+    recurrent loop on its own core (XLA runs a small step's matrix product on one
+    core: the default training 13 -> 17 steps/s on two; benchmarks/RESULTS.md).
+    Dropout masks then depend on the device count. Returns the count; 1 (nothing
+    changed) where JAX has already started (an in-process caller). Accelerators
+    are unaffected: the experiment splits its batch over ``jax.devices()``."""
+    import jax
+
+    count = _cpu_device_count(batch_size, requested, _cores())
+    if count == 1:
+        return 1
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError:  # JAX already runs in this process: leave it as it is
+        return 1
+    return count
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def _cpu_device_count(batch_size: int, requested: int | None, cores: int) -> int:
+    """``requested`` (``--cpu-devices``), checked; by default the largest divisor
+    of ``batch_size`` not above ``cores`` or 8."""
+    if requested is not None:
+        if requested < 1 or batch_size % requested:
+            raise ValueError(
+                f"--cpu-devices: expected a positive divisor of the batch size "
+                f"{batch_size}, got {requested}"
+            )
+        return requested
+    count = max(1, min(cores, 8, batch_size))
+    while batch_size % count:
+        count -= 1
+    return count
 
 
 def _eval(args, overrides) -> None:

@@ -62,6 +62,8 @@ def test_config_by_path_and_by_name_agree(monkeypatch, name):
         (["--config.model.cell=lstn"], "config.model.cell: expected one of"),
         (["--config", "nope"], "'nope' is neither a file nor a built-in config"),
         (["--resume"], "--resume: needs --workdir"),
+        (["--cpu-devices", "3"], "--cpu-devices: expected a positive divisor of"),
+        (["--cpu-devices", "0"], "of the batch size 4, got 0"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
@@ -76,6 +78,60 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert err.startswith("rnnjax train: error: ") and message in err
     assert err.count("\n") == 1
     assert not workdir.exists()
+
+
+@pytest.mark.parametrize(
+    "batch, requested, cores, want",
+    [
+        (32, None, 2, 2),
+        (32, None, 12, 8),
+        (6, None, 4, 3),
+        (7, None, 2, 1),
+        (32, None, 1, 1),
+        (32, 4, 2, 4),
+        (32, 1, 16, 1),
+    ],
+)
+def test_cpu_device_count(batch, requested, cores, want):
+    """One device per core by default, at most 8, a divisor of the batch."""
+    assert cli._cpu_device_count(batch, requested, cores) == want
+
+
+def test_train_splits_the_batch_over_cpu_devices(tmp_path, text_file):
+    """``--cpu-devices 2`` (a process of its own: the count is fixed when JAX
+    starts) splits the batch by shard_map and, without dropout, trains to the
+    same losses as one device."""
+    runs = {}
+    for n in (1, 2):
+        workdir = tmp_path / f"run{n}"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rnnjax",
+                "train",
+                "--workdir",
+                str(workdir),
+                f"--config.data.text_path={text_file}",
+                *TINY,
+                "--config.steps=4",
+                "--config.eval_every=4",
+                "--config.checkpoint_every=4",
+                "--cpu-devices",
+                str(n),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"},
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        split = "batch split over 2 CPU devices (shard_map)" in done.stdout
+        assert split == (n == 2), done.stdout
+        runs[n] = [r["loss"] for r in metrics.read(workdir / "metrics.jsonl")]
+    np.testing.assert_allclose(runs[2], runs[1], rtol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -57,6 +57,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from jax import lax
+from jax.sharding import PartitionSpec
 
 import rnnjax
 from rnnjax import configs, data
@@ -611,10 +613,22 @@ def _init_fn(model: Model, optimizer):
 
 
 @functools.lru_cache(maxsize=8)
-def _train_step_fn(model: Model, task_name: str, optimizer, clip_norm):
+def _train_step_fn(model: Model, task_name: str, optimizer, clip_norm, mesh):
     apply_fn = functools.partial(_apply, model, task_name)
     loss_fn = functools.partial(_loss, task_name)
-    return step_lib.make_train_step(apply_fn, loss_fn, optimizer, clip_norm=clip_norm)
+    return step_lib.make_train_step(
+        apply_fn, loss_fn, optimizer, clip_norm=clip_norm, mesh=mesh
+    )
+
+
+def _by_hand(mesh):
+    """``mesh`` where the batch is better split by ``shard_map`` than by ``jit``'s
+    automatic partitioning: several CPU devices, whose recurrent loops the
+    partitioner serialises behind all-gathers (benchmarks/RESULTS.md); else None
+    (one device, accelerators: the steps follow their inputs' shardings)."""
+    if mesh is None or mesh.size < 2:
+        return None
+    return mesh if all(d.platform == "cpu" for d in mesh.devices.flat) else None
 
 
 def _task(config, vocab) -> Task:
@@ -642,17 +656,17 @@ def init_state(exp: Experiment) -> step_lib.TrainState:
     return _init_fn(exp.model, exp.optimizer)(key)
 
 
-def _train_step(exp: Experiment):
+def _train_step(exp: Experiment, mesh=None):
     clip = exp.config.optimizer.clip_norm or None
-    return _train_step_fn(exp.model, exp.config.task, exp.optimizer, clip)
+    return _train_step_fn(exp.model, exp.config.task, exp.optimizer, clip, mesh)
 
 
 @functools.lru_cache(maxsize=8)
-def _eval_sums(model: Model, task_name: str):
+def _eval_sums(model: Model, task_name: str, mesh=None):
     """A jitted ``(params, batch) -> sums`` of the task's metrics, cached so that
-    periodic evaluation compiles once."""
+    periodic evaluation compiles once; with a ``mesh``, each device sums its
+    slice of the batch (``shard_map``) and the sums are added up."""
 
-    @jax.jit
     def sums(params, batch):
         lengths = _lengths(task_name, batch)
         _, outputs = model.apply(params, batch.inputs, seq_lengths=lengths)
@@ -666,7 +680,18 @@ def _eval_sums(model: Model, task_name: str):
             out.update(_order_hits(outputs, batch))
         return out
 
-    return sums
+    if mesh is None:
+        return jax.jit(sums)
+    axes = tuple(mesh.axis_names)
+    split = PartitionSpec(axes[0] if len(axes) == 1 else axes)
+    return jax.jit(
+        jax.shard_map(
+            lambda params, batch: lax.psum(sums(params, batch), axes),
+            mesh=mesh,
+            in_specs=(PartitionSpec(), split),
+            out_specs=PartitionSpec(),
+        )
+    )
 
 
 def _order_hits(logits, batch) -> dict:
@@ -694,7 +719,7 @@ def evaluate(exp: Experiment, params, split: str = "test", *, mesh=None) -> dict
     """
     if exp.task is None:
         raise ValueError("exp: built without data, so it cannot be evaluated")
-    fn = _eval_sums(exp.model, exp.config.task)
+    fn = _eval_sums(exp.model, exp.config.task, _by_hand(mesh))
     totals = {}
     for batch in exp.task.eval_batches(split):
         batch = parallel.shard_batch(batch, mesh) if mesh is not None else batch
@@ -900,6 +925,10 @@ def train_and_evaluate(
     print(f"run directory: {workdir}", flush=True)
     cfg = exp.config
     mesh = parallel.data_mesh()
+    if mesh.size > 1:
+        how = "shard_map" if _by_hand(mesh) else "jit"
+        kind = mesh.devices.flat[0].platform.upper()
+        print(f"batch split over {mesh.size} {kind} devices ({how})", flush=True)
     state = parallel.replicate(init_state(exp), mesh)
     start = 0
     with checkpoint.Checkpoints(workdir / CHECKPOINTS, keep=cfg.keep) as ckpts:
@@ -938,7 +967,7 @@ def _loop(exp, state, start, mesh, ckpts, writer, progress):
     from tqdm.auto import tqdm
 
     cfg = exp.config
-    train_step = _train_step(exp)
+    train_step = _train_step(exp, _by_hand(mesh))
     keys = jax.random.fold_in(jax.random.key(cfg.seed), 1)
     disable = None if progress is None else not progress
     bar = tqdm(total=cfg.steps, initial=start, disable=disable, unit="step")
