@@ -132,17 +132,27 @@ def shard_map_contender(name, f, params, xs, devices: int) -> Contender:
         return jax.lax.psum(dp, "data"), dx
 
     def sharded(fn, out_specs):
-        return jax.jit(
-            jax.shard_map(
-                fn, mesh=mesh, in_specs=specs, out_specs=out_specs, check_vma=False
-            )
+        return jax.shard_map(
+            fn, mesh=mesh, in_specs=specs, out_specs=out_specs, check_vma=False
         )
 
-    fwd = sharded(f, P("data"))
-    bwd = sharded(summed_grad, (P(), P("data")))
+    programs = (sharded(f, P("data")), sharded(summed_grad, (P(), P("data"))))
+    fwd, bwd = (jax.jit(g) for g in programs)
     params = jax.device_put(params, NamedSharding(mesh, P()))
     xs = jax.device_put(xs, NamedSharding(mesh, P("data")))
-    return Contender(name, lambda: fwd(params, xs), lambda: bwd(params, xs))
+
+    def compile_seconds():
+        return tuple(
+            _seconds(lambda g=g: jax.jit(g).lower(params, xs).compile())
+            for g in programs
+        )
+
+    return Contender(
+        name,
+        lambda: fwd(params, xs),
+        lambda: bwd(params, xs),
+        compile=compile_seconds,
+    )
 
 
 def add_device_rows(args, add, xs, rows) -> None:

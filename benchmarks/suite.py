@@ -57,9 +57,20 @@ def parse_args():
     p.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
     p.add_argument("--chart", type=pathlib.Path, default=HERE / "suite.png")
     p.add_argument("--tune-allocator", action="store_true")
+    p.add_argument(
+        "--devices",
+        type=int,
+        default=1,
+        help="N > 1 adds rnnjax and Flax rows with the batch split over N CPU "
+        "devices by jax.shard_map (the other rows run on one)",
+    )
     args = p.parse_args()
     if args.repeats < 10:
         p.error("--repeats: at least 10")
+    if args.devices < 1 or any(w[1] % args.devices for w in WORKLOADS + QUICK):
+        p.error("--devices: a positive divisor of every workload's batch")
+    if args.devices > 1:  # before JAX starts its CPU backend
+        jax.config.update("jax_num_cpu_devices", args.devices)
     if args.tune_allocator and not _common.rnnjax.tune_host_allocator():
         p.error("--tune-allocator: needs Linux with glibc")
     return args
@@ -96,7 +107,13 @@ def run_workload(args, cell, b, t, i, h):
     """Contenders of one workload: median ms and compile seconds per name."""
     module = CELLS[cell][0]
     ns = types.SimpleNamespace(
-        batch=b, time=t, input=i, hidden=h, bf16=False, only=args.only, devices=1
+        batch=b,
+        time=t,
+        input=i,
+        hidden=h,
+        bf16=False,
+        only=args.only,
+        devices=args.devices,
     )
     contenders = module.contenders(ns)
     compiled = {c.name: c.compile() for c in contenders if c.compile is not None}
@@ -180,6 +197,7 @@ def main():
     cmd += f" --repeats {args.repeats}" + (
         " --tune-allocator" if args.tune_allocator else ""
     )
+    cmd += f" --devices {args.devices}" if args.devices > 1 else ""
     peak_line = ", ".join(f"{k} {v:.0f}" for k, v in peaks.items())
     block = "\n".join(
         [
