@@ -69,23 +69,33 @@ def parse_args(description: str) -> argparse.Namespace:
         help="call rnnjax.tune_host_allocator() first (thresholds only, no single "
         "arena; process-wide: every contender, PyTorch included, runs under it)",
     )
+    add_devices_option(p)
+    args = p.parse_args()
+    if args.repeats < 10:
+        p.error("--repeats: at least 10")
+    use_cpu_devices(p, args.devices, [args.batch])
+    if args.tune_allocator and not rnnjax.tune_host_allocator():
+        p.error("--tune-allocator: needs Linux with glibc")
+    return args
+
+
+def add_devices_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--devices",
         type=int,
         default=1,
-        help="N > 1 adds rows with the batch split over N CPU devices by "
-        "jax.shard_map (jax_num_cpu_devices=N; the other JAX rows run on one)",
+        help="N > 1 adds rnnjax and Flax rows with the batch split over N CPU "
+        "devices by jax.shard_map (jax_num_cpu_devices=N; the other rows run on one)",
     )
-    args = p.parse_args()
-    if args.repeats < 10:
-        p.error("--repeats: at least 10")
-    if args.devices < 1 or args.batch % args.devices:
-        p.error(f"--devices: a positive divisor of --batch {args.batch}")
-    if args.devices > 1:  # before JAX starts its CPU backend
-        jax.config.update("jax_num_cpu_devices", args.devices)
-    if args.tune_allocator and not rnnjax.tune_host_allocator():
-        p.error("--tune-allocator: needs Linux with glibc")
-    return args
+
+
+def use_cpu_devices(p: argparse.ArgumentParser, devices: int, batches) -> None:
+    """Checks ``--devices`` against the batch sizes and, for N > 1, gives JAX N
+    CPU devices (before it starts its CPU backend)."""
+    if devices < 1 or any(b % devices for b in batches):
+        p.error(f"--devices: a positive divisor of every batch size {list(batches)}")
+    if devices > 1:
+        jax.config.update("jax_num_cpu_devices", devices)
 
 
 def selected(args, name: str) -> bool:

@@ -57,20 +57,12 @@ def parse_args():
     p.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
     p.add_argument("--chart", type=pathlib.Path, default=HERE / "suite.png")
     p.add_argument("--tune-allocator", action="store_true")
-    p.add_argument(
-        "--devices",
-        type=int,
-        default=1,
-        help="N > 1 adds rnnjax and Flax rows with the batch split over N CPU "
-        "devices by jax.shard_map (the other rows run on one)",
-    )
+    _common.add_devices_option(p)
     args = p.parse_args()
     if args.repeats < 10:
         p.error("--repeats: at least 10")
-    if args.devices < 1 or any(w[1] % args.devices for w in WORKLOADS + QUICK):
-        p.error("--devices: a positive divisor of every workload's batch")
-    if args.devices > 1:  # before JAX starts its CPU backend
-        jax.config.update("jax_num_cpu_devices", args.devices)
+    workloads = QUICK if args.quick else WORKLOADS
+    _common.use_cpu_devices(p, args.devices, [w[1] for w in workloads])
     if args.tune_allocator and not _common.rnnjax.tune_host_allocator():
         p.error("--tune-allocator: needs Linux with glibc")
     return args

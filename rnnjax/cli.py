@@ -15,6 +15,7 @@ config, a file, a workdir in use) is one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import pathlib
@@ -127,24 +128,21 @@ def _train(args, overrides) -> None:
     )
 
 
-def _use_cpu_cores(batch_size: int, requested: int | None = None) -> int:
+def _use_cpu_cores(batch_size: int, requested: int | None = None) -> None:
     """Gives JAX :func:`_cpu_device_count` CPU devices before it starts; the
     experiment then splits the batch over them with ``shard_map``, each device's
     recurrent loop on its own core (XLA runs a small step's matrix product on one
     core: the default training 13 -> 17 steps/s on two; benchmarks/RESULTS.md).
-    Dropout masks then depend on the device count. Returns the count; 1 (nothing
-    changed) where JAX has already started (an in-process caller). Accelerators
-    are unaffected: the experiment splits its batch over ``jax.devices()``."""
+    Dropout masks then depend on the device count. Changes nothing where JAX has
+    already started (an in-process caller). Accelerators are unaffected: the
+    experiment splits its batch over ``jax.devices()``."""
     import jax
 
     count = _cpu_device_count(batch_size, requested, _cores())
-    if count == 1:
-        return 1
-    try:
-        jax.config.update("jax_num_cpu_devices", count)
-    except RuntimeError:  # JAX already runs in this process: leave it as it is
-        return 1
-    return count
+    if count > 1:
+        # JAX already running in this process (RuntimeError): leave it as it is.
+        with contextlib.suppress(RuntimeError):
+            jax.config.update("jax_num_cpu_devices", count)
 
 
 def _cores() -> int:

@@ -683,12 +683,11 @@ def _eval_sums(model: Model, task_name: str, mesh=None):
     if mesh is None:
         return jax.jit(sums)
     axes = tuple(mesh.axis_names)
-    split = PartitionSpec(axes[0] if len(axes) == 1 else axes)
     return jax.jit(
         jax.shard_map(
             lambda params, batch: lax.psum(sums(params, batch), axes),
             mesh=mesh,
-            in_specs=(PartitionSpec(), split),
+            in_specs=(PartitionSpec(), parallel.batch_sharding(mesh).spec),
             out_specs=PartitionSpec(),
         )
     )

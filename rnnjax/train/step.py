@@ -26,7 +26,7 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from rnnjax.train.parallel import _check_mesh
+from rnnjax.train.parallel import _check_mesh, batch_sharding
 
 __all__ = [
     "TrainState",
@@ -150,8 +150,7 @@ def _weighted_objective(apply_fn, loss_fn, mesh):
 
 def _shard(fn, mesh):
     """``fn(params, batch, key)`` under ``shard_map``: batch split, rest whole."""
-    axes = tuple(mesh.axis_names)
-    batch_spec = P(axes[0] if len(axes) == 1 else axes)
+    batch_spec = batch_sharding(mesh).spec
     return jax.shard_map(fn, mesh=mesh, in_specs=(P(), batch_spec, P()), out_specs=P())
 
 
