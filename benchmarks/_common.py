@@ -66,15 +66,16 @@ def parse_args(description: str) -> argparse.Namespace:
     p.add_argument(
         "--tune-allocator",
         action="store_true",
-        help="call rnnjax.tune_host_allocator() first (thresholds only, no single "
-        "arena; process-wide: every contender, PyTorch included, runs under it)",
+        help="call rnnjax.hardware.tune_host_allocator() first (thresholds only, "
+        "no single arena; process-wide: every contender, PyTorch included, runs "
+        "under it)",
     )
     add_devices_option(p)
     args = p.parse_args()
     if args.repeats < 10:
         p.error("--repeats: at least 10")
     use_cpu_devices(p, args.devices, [args.batch])
-    if args.tune_allocator and not rnnjax.tune_host_allocator():
+    if args.tune_allocator and not rnnjax.hardware.tune_host_allocator():
         p.error("--tune-allocator: needs Linux with glibc")
     return args
 

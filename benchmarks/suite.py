@@ -63,7 +63,7 @@ def parse_args():
         p.error("--repeats: at least 10")
     workloads = QUICK if args.quick else WORKLOADS
     _common.use_cpu_devices(p, args.devices, [w[1] for w in workloads])
-    if args.tune_allocator and not _common.rnnjax.tune_host_allocator():
+    if args.tune_allocator and not _common.rnnjax.hardware.tune_host_allocator():
         p.error("--tune-allocator: needs Linux with glibc")
     return args
 

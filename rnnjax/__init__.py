@@ -3,16 +3,15 @@
 Pure cells over parameter pytrees (``rnnjax.lstm``, ``rnnjax.gru``, ...), unrolled
 by ``rnnjax.unroll`` through fused kernels, stacked by ``rnnjax.stack``.
 
-``rnnjax.draw`` and ``rnnjax.unroll`` are the functions, which shadow the modules of
-the same name; reach their other names with ``from rnnjax.draw import ...``.
+The core is on this page: cells, ``unroll`` and the layers. Around it:
+``rnnjax.models`` (attention decoder, VRNN, STORN, DRAW), ``rnnjax.hardware`` (what
+the machine runs fast, the host allocator), ``rnnjax.interop``, ``rnnjax.data``,
+``rnnjax.train`` and ``rnnjax.flax``.
+
+``rnnjax.unroll`` is the function, which shadows the module of the same name.
 """
 
-from rnnjax import attention, generative, interop
-from rnnjax.attention import (
-    AttentionDecoder,
-    attention_decoder,
-    doubly_stochastic_penalty,
-)
+from rnnjax import hardware, interop, models
 from rnnjax.cells import (
     GRU,
     LSTM,
@@ -51,28 +50,20 @@ from rnnjax.cells import (
     simple_rnn,
 )
 from rnnjax.checks import check_lengths
-from rnnjax.draw import DRAW, Glimpse, draw
-from rnnjax.generative import GenerativeRNN, storn, vrnn
-from rnnjax.hardware import fast_bfloat16, matmul_dtype
-from rnnjax.host import tune_host_allocator
 from rnnjax.layers import Stack, stack
 from rnnjax.unroll import unroll
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AttentionDecoder",
     "Cell",
     "CellBase",
     "ClockworkRNN",
     "ClockworkState",
     "ConvLSTM",
-    "DRAW",
     "DepthGatedLSTM",
     "FusedFormCell",
     "GRU",
-    "Glimpse",
-    "GenerativeRNN",
     "GridLSTM",
     "GridLSTM1D",
     "Initializers",
@@ -86,24 +77,19 @@ __all__ = [
     "MinLSTM",
     "SimpleRNN",
     "Stack",
-    "attention",
-    "attention_decoder",
     "check_lengths",
     "clockwork_rnn",
     "conv_lstm",
     "depth_gated_lstm",
-    "doubly_stochastic_penalty",
-    "draw",
-    "fast_bfloat16",
-    "generative",
     "grid_block",
     "grid_lstm",
     "grid_lstm_1d",
     "gru",
+    "hardware",
     "interop",
     "lstm",
-    "matmul_dtype",
     "mgu",
+    "models",
     "min_gru",
     "min_lstm",
     "mut1",
@@ -111,8 +97,5 @@ __all__ = [
     "mut3",
     "simple_rnn",
     "stack",
-    "storn",
-    "tune_host_allocator",
     "unroll",
-    "vrnn",
 ]

@@ -23,7 +23,7 @@ import sys
 import time
 import warnings
 
-from rnnjax import host
+from rnnjax import hardware
 
 __all__ = ["main"]
 
@@ -216,8 +216,8 @@ def main(argv=None) -> int:
     run = {"train": _train, "eval": _eval, "sample": _sample}[args.command]
     # Before JAX starts its threads: XLA:CPU's per-call temporary arenas are then
     # reused from the heap instead of being faulted in again every step (see
-    # rnnjax.host).
-    host.tune_host_allocator(single_arena=True)
+    # rnnjax.hardware).
+    hardware.tune_host_allocator(single_arena=True)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:

@@ -13,6 +13,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PUBLIC_MODULES = [
     "rnnjax",
+    "rnnjax.models",
+    "rnnjax.hardware",
     "rnnjax.train",
     "rnnjax.data",
     "rnnjax.interop",

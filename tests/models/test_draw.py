@@ -25,7 +25,7 @@ import pytest
 
 import rnnjax
 from rnnjax.data import load_digits
-from rnnjax.draw import DRAW, apply_read, apply_write, filterbank, glimpse
+from rnnjax.models.draw import DRAW, apply_read, apply_write, filterbank, glimpse
 from tests.conftest import assert_close, randomize
 
 IMAGE = (6, 5)  # (height, width): not square, so the two axes cannot be swapped
@@ -147,7 +147,7 @@ def np_sample(p, z, attention):
 
 
 def make(attention=True, **kw):
-    return rnnjax.draw(
+    return rnnjax.models.draw(
         IMAGE,
         steps=T,
         hidden_size=H,
@@ -339,19 +339,19 @@ def test_errors():
     with pytest.raises(ValueError, match="batch_shape"):
         m.sample(p, key, 3)
     with pytest.raises(ValueError, match="image_shape"):
-        rnnjax.draw((8,))
+        rnnjax.models.draw((8,))
     with pytest.raises(ValueError, match=r"image_shape\[1\]"):
-        rnnjax.draw((8, 0))
+        rnnjax.models.draw((8, 0))
     for name in ("steps", "hidden_size", "latent_size", "read_size", "write_size"):
         with pytest.raises(ValueError, match=name):
-            rnnjax.draw((8, 8), **{name: 0})
+            rnnjax.models.draw((8, 8), **{name: 0})
     with pytest.raises(TypeError, match="attention"):
-        rnnjax.draw((8, 8), attention="yes")
+        rnnjax.models.draw((8, 8), attention="yes")
     with pytest.raises(TypeError, match="encoder"):
-        rnnjax.draw((8, 8), encoder="lstm")
+        rnnjax.models.draw((8, 8), encoder="lstm")
     with pytest.raises(ValueError, match="decoder"):
-        rnnjax.draw((8, 8), decoder=rnnjax.conv_lstm(4, 3, peephole=False))
-    assert isinstance(rnnjax.draw([8, 8], steps=1), DRAW)
+        rnnjax.models.draw((8, 8), decoder=rnnjax.conv_lstm(4, 3, peephole=False))
+    assert isinstance(rnnjax.models.draw([8, 8], steps=1), DRAW)
 
 
 # --------------------------------------------------------------------- training
@@ -361,7 +361,7 @@ def test_errors():
 @pytest.mark.parametrize("attention", [True, False], ids=["attention", "whole"])
 def test_training_on_digits_improves_bound(attention):
     x = load_digits(split="train")
-    m = rnnjax.draw(
+    m = rnnjax.models.draw(
         (8, 8),
         steps=4,
         hidden_size=32,
@@ -396,7 +396,7 @@ def test_training_on_digits_improves_bound(attention):
 
 
 def test_module_imports_no_flax_or_optax():
-    # (rnnjax.draw is the factory, which shadows the module of the same name)
+    # (rnnjax.models.draw is the factory, which shadows the module of the same name)
     path = pathlib.Path(sys.modules[DRAW.__module__].__file__)
     roots = set()
     for node in ast.walk(ast.parse(path.read_text())):

@@ -73,7 +73,7 @@ from rnnjax.cells.base import (
     output_size,
 )
 from rnnjax.cells.lstm import lstm
-from rnnjax.generative import bernoulli_log_prob
+from rnnjax.models.generative import bernoulli_log_prob
 
 Array = jax.Array
 FILTER_EPS = 1e-8  # keeps a row of F finite when every filter falls off the image

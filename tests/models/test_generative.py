@@ -1,6 +1,6 @@
 """VRNN and STORN against a float64 NumPy step loop written from the equations.
 
-The reference restates ``rnnjax/generative.py``'s module docstring (Chung et al.
+The reference restates ``rnnjax/models/generative.py``'s module docstring (Chung et al.
 2015; Bayer & Osendorfer 2014), not imported from rnnjax:
 
 - each MLP is ``relu(u W + b)`` layers, Gaussian heads ``mu = u W + b`` and
@@ -18,7 +18,7 @@ import numpy as np
 import optax
 import pytest
 
-import rnnjax.generative as gen
+import rnnjax.models.generative as gen
 from tests.conftest import assert_close, randomize
 
 X, Z, H, F, T = 3, 2, 5, 4, 6

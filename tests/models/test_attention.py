@@ -1,7 +1,8 @@
 """Soft attention and the Show, Attend and Tell decoder against float64 NumPy.
 
 The references below are written from the papers' equations as restated in
-``rnnjax/attention.py`` (Bahdanau et al. 2015; Luong et al. 2015; Xu et al. 2015),
+``rnnjax/models/attention.py`` (Bahdanau et al. 2015; Luong et al. 2015; Xu et al.
+2015),
 not imported from rnnjax:
 
 - bahdanau ``e_i = v^T tanh(W_q q + W_k a_i + b)``, luong_dot ``e_i = q^T a_i``,
@@ -16,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rnnjax import attention
+from rnnjax.models import attention
 from tests.conftest import randomize
 
 Q, D, A, N = 5, 3, 6, 7  # query, annotation, attention features; annotations
