@@ -51,7 +51,7 @@ from rnnjax.cells import (
 )
 from rnnjax.checks import check_lengths
 from rnnjax.layers import Stack, stack
-from rnnjax.unroll import unroll
+from rnnjax.unroll import UnrollOptions, unroll
 
 __version__ = "0.1.0"
 
@@ -77,6 +77,7 @@ __all__ = [
     "MinLSTM",
     "SimpleRNN",
     "Stack",
+    "UnrollOptions",
     "check_lengths",
     "clockwork_rnn",
     "conv_lstm",

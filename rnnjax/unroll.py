@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -9,6 +12,45 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from rnnjax import _remat, _validate, kernels
 from rnnjax.cells import base
+
+
+@dataclasses.dataclass(frozen=True)
+class UnrollOptions:
+    """How a recurrence runs over time: which implementation, how many steps per
+    loop iteration, and what reverse mode keeps. Every choice gives the same
+    numbers (to float rounding); they differ in speed and memory.
+
+    One value taken by :func:`rnnjax.unroll`, :meth:`rnnjax.Stack.apply` and the
+    Flax modules; hashable, so it can be a static argument of ``jax.jit``.
+
+    Attributes:
+      impl: the implementation of the recurrence: ``"auto"`` (the fastest valid
+        one for the cell and platform), ``"scan"`` (plain ``lax.scan``, every
+        cell), ``"fused"`` (fused-form cells), ``"associative"`` (a parallel scan,
+        for cells linear in the state such as ``min_gru``) or ``"pallas"``
+        (Pallas kernels for the plain LSTM and the GRU with reset after, GPU/TPU;
+        reverse-mode derivatives only; interpreted on the CPU).
+      unroll: steps per loop iteration of ``lax.scan``.
+      remat: memory for reverse mode, exactly the same numbers: ``None`` keeps
+        each step's residuals (fastest); ``"step"`` keeps only the carry of each
+        step and recomputes the gates in the backward pass (a plain ``lax.scan``
+        whatever ``impl``); ``"chunk"`` keeps only the carry every ``chunk_size``
+        steps and recomputes one chunk at a time with ``impl``'s kernel.
+      chunk_size: steps per chunk for ``remat="chunk"`` (default
+        ``ceil(sqrt(T))``).
+    """
+
+    impl: Any = "auto"
+    unroll: int = 1
+    remat: str | None = None
+    chunk_size: int | None = None
+
+    def __post_init__(self):
+        if isinstance(self.unroll, bool) or not isinstance(self.unroll, int):
+            raise ValueError(f"unroll: expected a positive int, got {self.unroll!r}")
+        if self.unroll < 1:
+            raise ValueError(f"unroll: expected a positive int, got {self.unroll!r}")
+        _remat.check_remat(self.remat, self.chunk_size)
 
 
 def unroll(
@@ -21,9 +63,11 @@ def unroll(
     reverse: bool = False,
     time_major: bool = False,
     resets=None,
-    unroll: int = 1,
-    impl: str = "auto",
     rec_mask=None,
+    options: UnrollOptions | None = None,
+    # TRANSITIONAL (issue 12): the four below become options=UnrollOptions(...)
+    unroll: int | None = None,
+    impl: str | None = None,
     remat: str | None = None,
     chunk_size: int | None = None,
 ):
@@ -72,6 +116,9 @@ def unroll(
       ``(carry, ys)``: the final carry and outputs ``(*B, T, Y)`` (time-major when
       ``time_major``).
     """
+    options = _transitional_options(options, impl, unroll, remat, chunk_size)
+    impl, unroll = options.impl, options.unroll
+    remat, chunk_size = options.remat, options.chunk_size
     _validate.check_cell(cell)
     time_axis = -(base.event_ndim(cell) + 1)
     num_steps, batch_shape, carry_shape = _validate.check_xs(
@@ -87,8 +134,6 @@ def unroll(
         _validate.check_carry(carry, expected)
     lengths = _validate.check_lengths_arg(seq_lengths, batch_shape, num_steps)
     resets = _validate.check_resets(resets, batch_shape, num_steps, time_major)
-    if not isinstance(unroll, int) or unroll < 1:
-        raise ValueError(f"unroll: expected a positive int, got {unroll!r}")
 
     xs = xs if time_major else jnp.moveaxis(xs, time_axis, 0)
     carry = _match_batch_sharding(carry, xs, len(batch_shape))
@@ -119,6 +164,21 @@ def unroll(
     if reverse:
         ys = _permute(ys, order)  # the reversal is its own inverse
     return carry, ys if time_major else jnp.moveaxis(ys, 0, time_axis)
+
+
+def _transitional_options(options, impl, unroll, remat, chunk_size):
+    """TRANSITIONAL (issue 12): the old keyword arguments as one UnrollOptions."""
+    old = dict(impl=impl, unroll=unroll, remat=remat, chunk_size=chunk_size)
+    old = {k: v for k, v in old.items() if v is not None}
+    if options is None:
+        return UnrollOptions(**old)
+    if not isinstance(options, UnrollOptions):
+        raise TypeError(
+            f"options: expected an rnnjax.UnrollOptions, got {type(options).__name__}"
+        )
+    if old:
+        raise TypeError(f"options: given with {sorted(old)}; put them in options")
+    return options
 
 
 def _project_and_recur(
