@@ -162,11 +162,27 @@ def evaluate(exp: Experiment, params, split: str = "test", *, mesh=None) -> dict
     return Trainer(exp, mesh).evaluate(params, split)
 
 
-def generate(exp: Experiment, params, prompt: str, **options) -> list[str]:
+def generate(
+    exp: Experiment,
+    params,
+    prompt: str,
+    *,
+    length: int,
+    temperature: float = 1.0,
+    num_samples: int = 1,
+    seed: int = 0,
+) -> list[str]:
     """``num_samples`` texts: ``prompt`` followed by ``length`` characters drawn
-    from a char model (keyword options ``length``, ``temperature=1.0``,
-    ``num_samples=1``, ``seed=0``, as in :meth:`Trainer.generate`)."""
-    return Trainer(exp).generate(params, prompt, **options)
+    from a char model, each from ``softmax(logits / temperature)`` (``0``: the
+    most likely character); :meth:`Trainer.generate`."""
+    return Trainer(exp).generate(
+        params,
+        prompt,
+        length=length,
+        temperature=temperature,
+        num_samples=num_samples,
+        seed=seed,
+    )
 
 
 def load_run(workdir, *, with_data: bool = True):
