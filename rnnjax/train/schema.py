@@ -16,7 +16,7 @@ import ml_collections
 from rnnjax.kernels import IMPLS
 from rnnjax.train import tasks
 from rnnjax.train.model import cell_spec
-from rnnjax.train.tasks.base import get, require
+from rnnjax.train.tasks.base import config_value, require
 
 __all__ = ["OPTIMIZERS", "SCHEDULES", "check_config", "resolved"]
 
@@ -83,7 +83,7 @@ def _check_values(config) -> None:
         "checkpoint_every",
         "log_every",
     ):
-        require(config, key, get(config, key) >= 1, "a positive int")
+        require(config, key, config_value(config, key) >= 1, "a positive int")
     require(config, "keep", config.keep >= 2, "an int >= 2")
     require(config, "seed", config.seed >= 0, "an int >= 0")
     cell_spec(config.model.cell)

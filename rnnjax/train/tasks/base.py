@@ -20,7 +20,15 @@ import numpy as np
 
 from rnnjax import data
 
-__all__ = ["Task", "TaskData", "checked_split", "get", "require", "rng", "rows"]
+__all__ = [
+    "Task",
+    "TaskData",
+    "checked_split",
+    "config_value",
+    "require",
+    "rng",
+    "rows",
+]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -93,7 +101,7 @@ class Task(Protocol):
         ...
 
 
-def get(config, key: str):
+def config_value(config, key: str):
     """``config``'s value at the dotted ``key``."""
     for part in key.split("."):
         config = config[part]
@@ -103,7 +111,9 @@ def get(config, key: str):
 def require(config, key: str, ok: bool, expected: str) -> None:
     """``ValueError`` "config.KEY: expected EXPECTED, got VALUE" unless ``ok``."""
     if not ok:
-        raise ValueError(f"config.{key}: expected {expected}, got {get(config, key)!r}")
+        raise ValueError(
+            f"config.{key}: expected {expected}, got {config_value(config, key)!r}"
+        )
 
 
 def rng(seed: int, stream: int, index: int) -> np.random.Generator:
