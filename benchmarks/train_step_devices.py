@@ -31,8 +31,7 @@ def main():
 
     config = char_lstm.get_config()
     exp = experiment.build(config)
-    apply_fn = functools.partial(experiment._apply, exp.model, config.task)
-    loss_fn = functools.partial(experiment._loss, config.task)
+    apply_fn, loss_fn = exp.apply_fn, exp.loss_fn
     clip = config.optimizer.clip_norm or None
     mesh = train.data_mesh()
     make = functools.partial(step.make_train_step, apply_fn, loss_fn, exp.optimizer)
@@ -48,7 +47,7 @@ def main():
     }
     times = {k: [] for k in runs}
     for i in range(args.steps + 1):  # the first round compiles
-        batch = exp.task.train_batch(i)
+        batch = exp.data.train_batch(i)
         for name, (fn, m) in runs.items():
             b = batch if m is None else train.shard_batch(batch, m)
             start = time.perf_counter()

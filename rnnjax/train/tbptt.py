@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax.train import step as _step
+from rnnjax.train import _update
 
 __all__ = ["make_tbptt_step"]
 
@@ -85,11 +85,11 @@ def make_tbptt_step(
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
-    tx, chained = _step._tx(optimizer, clip_norm)
+    tx, chained = _update.clipped(optimizer, clip_norm)
 
     def objective(params, xs, carry, key):
         carry, outputs = apply_fn(params, xs, carry, key)
-        loss, count = _step._split(loss_fn(outputs, xs))
+        loss, count = _update.split_loss(loss_fn(outputs, xs))
         return loss, (count, carry)
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
@@ -106,7 +106,7 @@ def make_tbptt_step(
             (loss, (count, new_carry)), grads = grad_fn(
                 state.params, xs, carry, chunk_key
             )
-            state, metrics = _step._tx_update(tx, chained, state, loss, grads)
+            state, metrics = _update.guarded_update(tx, chained, state, loss, grads)
             keep = jnp.logical_not(metrics["skipped"])
             carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
             return (state, carry), {**metrics, "count": count}
