@@ -247,7 +247,9 @@ def train_and_evaluate(
     with ckpts:
         if resume:
             restored = ckpts.restore_latest(state)
-            if restored is not None:
+            if restored is None:
+                print(f"no checkpoint in {workdir}: starting at step 0", flush=True)
+            else:
                 start, state = restored
                 ckpts.discard_after(start)
                 print(f"resuming {workdir} from step {start}", flush=True)

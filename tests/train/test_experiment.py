@@ -109,3 +109,11 @@ def test_adding_on_two_devices(tmp_path):
     assert set(results["test"]) == {"loss", "mse", "accuracy"}
     assert 0 <= results["test"]["accuracy"] <= 1
     assert "samples" not in results
+
+
+def test_resume_without_a_checkpoint_says_it_starts_afresh(tmp_path, capsys):
+    config = tiny("adding_lstm", extra=[("steps", "1"), ("data.eval_batches", "1")])
+    config = configs.override(config, [("seq_len", "12")])
+    workdir = tmp_path / "run"
+    experiment.train_and_evaluate(config, workdir, resume=True, progress=False)
+    assert f"no checkpoint in {workdir}: starting at step 0" in capsys.readouterr().out
