@@ -232,6 +232,8 @@ def train_and_evaluate(
     workdir = pathlib.Path(workdir)
     runs.prepare(workdir, exp.config, exp.vocab, resume)
     print(f"run directory: {workdir}", flush=True)
+    if exp.data.splits:
+        print(f"data: {exp.data.splits}", flush=True)
     cfg = exp.config
     mesh = parallel.data_mesh()
     trainer = Trainer(exp, mesh)

@@ -44,11 +44,12 @@ def test_bad_config_writes_nothing(tmp_path, text_file, key, value, error, match
     "name, key, value, match",
     [
         ("char_lstm", "data.valid_fraction", 1.5, r"data\.valid_fraction: expected"),
+        ("char_lstm", "data.test_fraction", 0.0, r"data\.test_fraction: expected"),
+        ("char_lstm", "data.test_fraction", 0.96, r"less than 1 - data\.valid"),
         ("char_lstm", "sample.temperature", -1.0, r"sample\.temperature: expected"),
         ("adding_lstm", "seq_len", 10, r"config\.seq_len: expected an int >= 11"),
         ("adding_lstm", "data.eval_batches", 0, r"data\.eval_batches: expected"),
         ("temporal_order_lstm", "seq_len", 19, r"seq_len: expected an int >= 20"),
-        ("jsb_lstm", "data.path", "", r"config\.data\.path: expected the path"),
         ("jsb_lstm", "data.extra", 1, r"config\.data\.extra: unknown key"),
         ("adding_lstm", "sample", {}, r"config\.sample: unknown key"),
     ],

@@ -40,11 +40,14 @@ class TaskData:
       eval_batches: ``split -> [Batch]`` for ``"valid"`` and ``"test"``, each of
         ``batch_size`` rows (padding rows have an all-zero mask).
       vocab: the characters of a task on text, else ``None``.
+      splits: one line saying what the train, valid and test splits are (printed
+        when a run starts).
     """
 
     train_batch: Callable[[int], data.Batch]
     eval_batches: Callable[[str], list]
     vocab: data.CharVocab | None = None
+    splits: str = ""
 
 
 @runtime_checkable

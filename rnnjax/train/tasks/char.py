@@ -1,9 +1,10 @@
 """``char``: next-character prediction on a UTF-8 text.
 
 The built-in corpus (:func:`rnnjax.data.default_corpus`) by default, else
-``data.text_path``; inputs are one-hot character ids. The last
-``data.valid_fraction`` of the text is held out and is both the ``valid`` and the
-``test`` split. Metrics: ``loss`` (nats per character) and ``bpc`` (bits per
+``data.text_path``; inputs are one-hot character ids. The text is cut in three:
+training, then ``data.valid_fraction`` of it (``valid``, evaluated during
+training), then the last ``data.test_fraction`` (``test``, evaluated at the end and
+by ``rnnjax eval``). Metrics: ``loss`` (nats per character) and ``bpc`` (bits per
 character).
 """
 
@@ -32,6 +33,15 @@ def text(config) -> str:
     return data.load_text(path)[: config.data.max_chars]
 
 
+def _split(ids, valid_fraction: float, test_fraction: float):
+    """``(train, valid, test)``: consecutive parts of ``ids``, the last two of the
+    given fractions."""
+    n = len(ids)
+    test_start = n - int(n * test_fraction)
+    valid_start = test_start - int(n * valid_fraction)
+    return ids[:valid_start], ids[valid_start:test_start], ids[test_start:]
+
+
 class CharTask:
     """The ``char`` task (config ``char_lstm``)."""
 
@@ -44,8 +54,11 @@ class CharTask:
 
     def check(self, config) -> None:
         require(config, "data.max_chars", config.data.max_chars >= 2, "an int >= 2")
-        frac = config.data.valid_fraction
-        require(config, "data.valid_fraction", 0 < frac < 1, "a float in (0, 1)")
+        valid, test = config.data.valid_fraction, config.data.test_fraction
+        require(config, "data.valid_fraction", 0 < valid < 1, "a float in (0, 1)")
+        require(config, "data.test_fraction", 0 < test < 1, "a float in (0, 1)")
+        ok = valid + test < 1
+        require(config, "data.test_fraction", ok, "less than 1 - data.valid_fraction")
         sample = config.sample
         require(config, "sample.length", sample.length >= 1, "an int >= 1")
         require(config, "sample.temperature", sample.temperature >= 0, "a float >= 0")
@@ -55,18 +68,19 @@ class CharTask:
         chars = text(config)
         vocab = vocab or data.CharVocab.from_text(chars)
         ids = vocab.encode(chars)
-        held = int(len(ids) * config.data.valid_fraction)
-        train, valid = ids[: len(ids) - held], ids[len(ids) - held :]
+        parts = _split(ids, config.data.valid_fraction, config.data.test_fraction)
         seq_len, batch_size = config.seq_len, config.batch_size
         source = config.data.text_path or "the built-in corpus"
-        for part, part_ids in (("training", train), ("held-out", valid)):
+        for part, part_ids in zip(("training", "valid", "test"), parts, strict=True):
             if seq_len > len(part_ids) - 1:
                 raise ValueError(
                     f"config.seq_len: {seq_len} is longer than the {part} text "
                     f"allows ({len(part_ids)} characters of {source} give at most "
                     f"{max(len(part_ids) - 1, 0)} next-character pairs; "
-                    f"data.valid_fraction={config.data.valid_fraction})"
+                    f"data.valid_fraction={config.data.valid_fraction}, "
+                    f"data.test_fraction={config.data.test_fraction})"
                 )
+        train, held = parts[0], dict(zip(("valid", "test"), parts[1:], strict=True))
         offsets = np.arange(seq_len)
 
         def train_batch(step):
@@ -78,12 +92,18 @@ class CharTask:
             return data.Batch(train[idx], train[idx + 1], mask)
 
         def eval_batches(split):
-            windows = (len(valid) - 1) // seq_len
+            part = held[split]
+            windows = (len(part) - 1) // seq_len
             idx = np.arange(windows)[:, None] * seq_len + offsets[None, :]
             mask = np.ones(idx.shape, np.float32)
-            return rows([data.Batch(valid[idx], valid[idx + 1], mask)], batch_size)
+            return rows([data.Batch(part[idx], part[idx + 1], mask)], batch_size)
 
-        return TaskData(train_batch, checked_split(eval_batches), vocab)
+        names = ("train", "valid", "test")
+        sizes = " / ".join(
+            f"{name} {len(p):,}" for name, p in zip(names, parts, strict=True)
+        )
+        splits = f"characters of {source}, in order: {sizes}"
+        return TaskData(train_batch, checked_split(eval_batches), vocab, splits)
 
     def sizes(self, config, vocab):
         return vocab.size, vocab.size, True

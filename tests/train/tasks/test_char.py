@@ -45,3 +45,22 @@ def test_summary_in_bits_per_character():
         "bpc": 1.0,
     }
     assert task.vocabulary and task.paths == ("text_path",)
+
+
+def test_valid_and_test_are_consecutive_held_out_parts(tmp_path):
+    """Three splits in order: training, valid, then test; the test figure is not
+    the valid one."""
+    path = tmp_path / "text.txt"
+    chars = np.random.default_rng(0).choice(list("abcdefgh \n"), 4000)
+    path.write_text("".join(chars), encoding="utf-8")
+    exp = experiment.build(tiny("char_lstm", path))
+    valid, test = (exp.data.eval_batches(s) for s in ("valid", "test"))
+    ids = exp.vocab.encode(path.read_text(encoding="utf-8"))
+    n = len(ids)
+    test_ids, valid_ids = ids[n - 200 :], ids[n - 400 : n - 200]  # 5 % each
+    assert np.array_equal(test[0].inputs[0], test_ids[:16])
+    assert np.array_equal(valid[0].inputs[0], valid_ids[:16])
+    assert "train 3,600 / valid 200 / test 200" in exp.data.splits
+    params = experiment.init_state(exp).params
+    scores = [experiment.evaluate(exp, params, s)["bpc"] for s in ("valid", "test")]
+    assert scores[0] != scores[1]

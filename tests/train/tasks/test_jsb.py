@@ -62,3 +62,9 @@ def test_jsb_config_runs_from_any_directory_on_the_shipped_data(tmp_path, monkey
     results = experiment.train_and_evaluate(config, "run", progress=False)
     assert np.isfinite(results["test"]["nll"])
     assert experiment.load_run("run")[0].config.data.path == ""
+
+
+def test_a_missing_jsb_file_is_named(tmp_path):
+    config = tiny("jsb_lstm", extra=[("data.path", str(tmp_path / "none.json"))])
+    with pytest.raises(FileNotFoundError, match=r"config\.data\.path: no such file"):
+        experiment.build(config)
