@@ -188,8 +188,8 @@ def _sample(args, overrides) -> None:
     defaults = exp.config.get("sample")
     if defaults is None:
         raise ValueError(
-            f"--workdir: {args.workdir} holds a {exp.config.task!r} model; only char "
-            f"models generate text"
+            f"--workdir: {args.workdir} holds a model of the {exp.config.task!r} "
+            f"task; only char models generate text"
         )
     texts = experiment.generate(
         exp,

@@ -155,7 +155,8 @@ def evaluate(exp: Experiment, params, split: str = "test", *, mesh=None) -> dict
     """The task's metrics on ``split`` (``"valid"`` or ``"test"``) as floats.
 
     ``char``: ``loss`` (nats per character) and ``bpc``; ``adding``: ``loss`` =
-    ``mse`` and ``accuracy``; ``jsb``: ``loss`` = ``nll`` (nats per time step);
+    ``mse`` and ``solved`` (the fraction of sequences with an absolute error below
+    0.04); ``jsb``: ``loss`` = ``nll`` (nats per time step);
     ``temporal_order``: ``loss`` (cross-entropy), ``accuracy`` and ``solved``.
     With a ``mesh`` the batches are split over its devices. :meth:`Trainer.evaluate`.
     """

@@ -106,8 +106,8 @@ def test_adding_on_two_devices(tmp_path):
     assert out.returncode == 0, out.stderr
     (line,) = [x for x in out.stdout.splitlines() if x.startswith("RESULTS")]
     results = json.loads(line.removeprefix("RESULTS"))
-    assert set(results["test"]) == {"loss", "mse", "accuracy"}
-    assert 0 <= results["test"]["accuracy"] <= 1
+    assert set(results["test"]) == {"loss", "mse", "solved"}
+    assert 0 <= results["test"]["solved"] <= 1
     assert "samples" not in results
 
 

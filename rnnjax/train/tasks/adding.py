@@ -1,7 +1,7 @@
 """``adding``: the adding problem (Hochreiter & Schmidhuber 1997, Experiment 4).
 
 ``valid`` and ``test`` are fixed batches drawn from the seed. Metrics: ``loss`` =
-``mse`` and ``accuracy``, the fraction of sequences with an absolute error below
+``mse`` and ``solved``, the fraction of sequences with an absolute error below
 :data:`rnnjax.data.ADDING_TOLERANCE` (0.04).
 """
 
@@ -66,4 +66,4 @@ class AddingTask:
         return {"hits": jnp.sum(hits, dtype=jnp.int32)}
 
     def summary(self, loss, totals) -> dict:
-        return {"loss": loss, "mse": loss, "accuracy": totals["hits"] / totals["count"]}
+        return {"loss": loss, "mse": loss, "solved": totals["hits"] / totals["count"]}

@@ -21,4 +21,4 @@ def test_batches_and_hits():
     far = jnp.asarray(batch.targets) + 2 * data.ADDING_TOLERANCE
     assert int(task.eval_sums(far, batch)["hits"]) == 0
     summary = task.summary(0.5, {"loss": 2.0, "count": 4, "hits": 3})
-    assert summary == {"loss": 0.5, "mse": 0.5, "accuracy": 0.75}
+    assert summary == {"loss": 0.5, "mse": 0.5, "solved": 0.75}
