@@ -46,6 +46,8 @@ class GRU(FusedFormCell):
 
     @property
     def fusable(self) -> bool:
+        """The fused form with ``reset_after=True`` only (Cho et al.'s reset before
+        the product multiplies the operand by a gate of this step)."""
         return self.reset_after
 
     def _init(self, key, input_size):

@@ -129,6 +129,8 @@ class LSTM(FusedFormCell):
 
     @property
     def fusable(self) -> bool:
+        """The fused form without a projection only (``h W_hr`` is a matrix
+        product inside the update, not elementwise arithmetic)."""
         return self.proj_size is None
 
     @property

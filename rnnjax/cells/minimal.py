@@ -17,9 +17,9 @@ minLSTM, gate order ``f, i, h``::
     h_t  = f'_t * h_{t-1} + i'_t * h~_t
 
 Both are ``h_t = a_t * h_{t-1} + b_t`` with ``(a_t, b_t)`` a function of ``x_t``
-alone (:meth:`MinimalCell.linear_coefficients`); the class attribute
-``linear_recurrence = True`` tells ``rnnjax.unroll`` to run them through the
-associative scan (``O(log T)`` depth) instead of a sequential loop.
+alone (:meth:`MinimalCell.linear_coefficients`): they are
+:class:`~rnnjax.cells.base.LinearRecurrenceCell`, so ``rnnjax.unroll`` runs them
+through the associative scan (``O(log T)`` depth) instead of a sequential loop.
 
 ``log_space=True`` is the paper's log-space variant: the candidate is
 ``g(a_h) = a_h + 1/2`` for ``a_h >= 0`` and ``sigmoid(a_h)`` otherwise, so it is
@@ -47,7 +47,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells.base import CellBase, Initializers, mask_operand
+from rnnjax.cells.base import Initializers, LinearRecurrenceCell
 
 
 def g(x):
@@ -57,16 +57,19 @@ def g(x):
 
 
 @dataclasses.dataclass(frozen=True)
-class MinimalCell(CellBase):
-    """A cell with ``recur(h, z) = a(z) * h + b(z)``.
+class MinimalCell(LinearRecurrenceCell):
+    """The parameters and candidate shared by minGRU and minLSTM.
 
-    Subclasses define ``num_gates`` and ``linear_coefficients(params, z) -> (a, b)``,
-    each ``(..., H)``, for the pre-activations ``z (..., G*H)`` (bias included) with
-    any leading dims; the associative kernel reads the same method."""
+    Subclasses define ``num_gates`` (``G``) and :meth:`linear_coefficients` for the
+    pre-activations ``z (..., G*H)``.
+
+    Attributes:
+      log_space: the paper's log-space variant (positive candidate ``g(a_h)``);
+        computed in linear space, see the module docstring.
+    """
 
     log_space: bool = False
 
-    linear_recurrence = True
     num_gates = 0
 
     def _init(self, key, input_size):
@@ -81,12 +84,8 @@ class MinimalCell(CellBase):
         return self._zeros(batch_shape, self.hidden_size, dtype)
 
     def candidate(self, a_h):
+        """``h~``: ``g(a_h)`` with ``log_space``, else ``a_h``."""
         return g(a_h) if self.log_space else a_h
-
-    def recur(self, params, carry, z, rec_mask=None):
-        a, b = self.linear_coefficients(params, z)
-        h = a * mask_operand(carry, rec_mask) + b
-        return h, h
 
 
 @dataclasses.dataclass(frozen=True)
