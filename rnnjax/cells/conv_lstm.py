@@ -92,7 +92,22 @@ def conv(x, w, dtype=None):
 class ConvLSTM(CellBase):
     """ConvLSTM cell; build it with :func:`rnnjax.conv_lstm`.
 
-    ``hidden_size`` is ``H``, the number of hidden channels.
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the channels of the
+    cell state and output), ``dtype`` (of the convolutions) and ``inits`` (for
+    ``w_x``, ``w_h`` and ``b``; defaults Glorot uniform (fan-in
+    ``prod(K) * C``), one orthogonal ``(prod(K) * H, H)`` matrix per gate, zeros
+    plus ``forget_bias``):
+
+    Attributes:
+      kernel_size: ``K``, one size per spatial axis (1 to 3 axes); the input and
+        recurrent convolutions share it.
+      spatial_shape: ``S``, the spatial shape of the inputs, e.g. ``(64, 64)``.
+        Needed by ``peephole=True``; when given, inputs and carries of another
+        spatial shape are an error.
+      peephole: ``True`` (Shi et al.): Hadamard peepholes ``(*S, H)``, one weight
+        per position and channel; ``"channel"``: one weight per channel ``(H,)``;
+        ``False``: none.
+      forget_bias: added to the forget gate's bias at initialisation.
     """
 
     kernel_size: tuple[int, ...] = (3, 3)
@@ -254,25 +269,17 @@ def conv_lstm(
 ) -> ConvLSTM:
     """A ConvLSTM cell (see the module docstring for the equations and layout).
 
+    Every option is an attribute of :class:`ConvLSTM`, documented there; this
+    function adds:
+
     Args:
-      hidden_channels: ``H``, the channels of the cell state and output.
-      kernel_size: an int (the same size along every spatial axis) or one size per
-        spatial axis; the input and recurrent convolutions share it.
-      spatial_dims: 1, 2 or 3; inferred from a tuple ``kernel_size`` or from
-        ``spatial_shape``, else 2.
-      spatial_shape: ``S``, the spatial shape of the inputs, e.g. ``(64, 64)``.
-        Needed by ``peephole=True``; when given, inputs and carries of another
-        spatial shape are an error.
-      peephole: ``True`` (Shi et al.): Hadamard peepholes ``(*S, H)``, one weight
-        per position and channel; ``"channel"``: one weight per channel ``(H,)``;
-        ``False``: none.
-      forget_bias: added to the forget gate's bias at initialisation.
+      hidden_channels: ``hidden_size``, under the name of the channels it counts.
+      kernel_size: also an int, the same size along every spatial axis.
+      spatial_dims: 1, 2 or 3, for an int ``kernel_size``; inferred from a tuple
+        ``kernel_size`` or from ``spatial_shape``, else 2.
       padding: ``"SAME"`` only (the state keeps the spatial shape of the input).
-      dtype: compute dtype of the convolutions.
       kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``
-        for ``w_x``, ``w_h`` and ``b``; defaults Glorot uniform (fan-in
-        ``prod(K) * C``), one orthogonal ``(prod(K) * H, H)`` matrix per gate, zeros
-        (plus ``forget_bias``).
+        that make ``inits``.
     """
     if spatial_dims not in (None, 1, 2, 3):
         raise ValueError(

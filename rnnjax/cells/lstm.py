@@ -57,7 +57,38 @@ class LSTMState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class LSTM(FusedFormCell):
-    """LSTM cell with the options of :func:`rnnjax.lstm`."""
+    """LSTM cell (equations in the module docstring); build it with
+    :func:`rnnjax.lstm`.
+
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the size of the
+    cell state), ``dtype`` and ``inits`` (defaults Glorot uniform, orthogonal per
+    gate, zeros plus ``forget_bias``):
+
+    Attributes:
+      forget_bias: added to the forget gate's bias at initialisation (1.0, as
+        Jozefowicz et al. 2015 recommend). Without a forget-gate block (``coupled``
+        or ``forget_gate=False``) there is nothing to add it to and it is unused.
+      peephole: diagonal peephole weights (Gers & Schmidhuber 2000): ``i`` and ``f``
+        see ``c_{t-1}``, ``o`` sees ``c_t``.
+      coupled: CIFG, ``f = 1 - i`` (needs both gates enabled).
+      input_gate: ``False`` gives Greff et al.'s NIG (the gate is the constant 1).
+      forget_gate: ``False`` gives NFG.
+      output_gate: ``False`` gives NOG.
+      input_activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``, a
+        callable, or ``None`` for the identity (NIAF).
+      output_activation: as ``input_activation`` (``None``: NOAF).
+      full_gate_recurrence: FGR, the sigmoid gates of ``t-1`` feed every sigmoid
+        gate.
+      proj_size: ``P``, LSTMP (Sak et al. 2014; PyTorch's ``proj_size``):
+        ``h = h W_hr``; ``None`` for none. The cell then has no fused form.
+      layer_norm: layer-normalised gates and cell (Ba et al. 2016).
+      chrono_init: ``T_max``, the longest dependency expected: the chrono
+        initialisation of Tallec & Ollivier 2018, ``b_f = log u`` and
+        ``b_i = -log u`` with ``u ~ U(1, T_max - 1)`` per unit (added to the bias
+        initialiser's values, in place of ``forget_bias``), so the cells start with
+        memories spanning 1 to ``T_max`` steps. Long lags such as the adding
+        problem at T = 500 need it (docs/reproductions.md).
+    """
 
     forget_bias: float = 1.0
     peephole: bool = False
@@ -285,30 +316,9 @@ def lstm(
 ) -> LSTM:
     """An LSTM cell (see the module docstring for the equations).
 
-    Args:
-      hidden_size: ``H``, the size of the cell state.
-      forget_bias: added to the forget gate's bias at initialisation (1.0, as
-        Jozefowicz et al. 2015 recommend). Without a forget-gate block (``coupled``
-        or ``forget_gate=False``) there is nothing to add it to and it is unused.
-      peephole: diagonal peephole weights (Gers & Schmidhuber 2000): ``i`` and ``f``
-        see ``c_{t-1}``, ``o`` sees ``c_t``.
-      coupled: CIFG, ``f = 1 - i`` (needs both gates enabled).
-      input_gate, forget_gate, output_gate: ``False`` gives Greff et al.'s NIG, NFG,
-        NOG (the gate is the constant 1).
-      input_activation, output_activation: ``"tanh"`` (default), ``"relu"``,
-        ``"sigmoid"``, a callable, or ``None`` for the identity (NIAF, NOAF).
-      full_gate_recurrence: FGR, the sigmoid gates of ``t-1`` feed every sigmoid gate.
-      proj_size: LSTMP (Sak et al. 2014; PyTorch's ``proj_size``): ``h = h W_hr``.
-      layer_norm: layer-normalised gates and cell (Ba et al. 2016).
-      chrono_init: ``T_max``, the longest dependency expected: the chrono
-        initialisation of Tallec & Ollivier 2018, ``b_f = log u`` and
-        ``b_i = -log u`` with ``u ~ U(1, T_max - 1)`` per unit (added to
-        ``bias_init``'s values, in place of ``forget_bias``), so the cells start
-        with memories spanning 1 to ``T_max`` steps. Long lags such as the adding
-        problem at T = 500 need it (docs/reproductions.md).
-      dtype: compute dtype of the matrix products.
-      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
-        defaults Glorot uniform, orthogonal per gate, zeros (plus ``forget_bias``).
+    Every option is an attribute of :class:`LSTM`, documented there.
+    ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
+    dtype)``) make its ``inits``.
     """
     return LSTM(
         hidden_size,

@@ -63,6 +63,9 @@ class MinimalCell(LinearRecurrenceCell):
     Subclasses define ``num_gates`` (``G``) and :meth:`linear_coefficients` for the
     pre-activations ``z (..., G*H)``.
 
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and
+    ``inits`` (defaults Glorot uniform and zeros; no recurrent weights):
+
     Attributes:
       log_space: the paper's log-space variant (positive candidate ``g(a_h)``);
         computed in linear space, see the module docstring.
@@ -90,7 +93,8 @@ class MinimalCell(LinearRecurrenceCell):
 
 @dataclasses.dataclass(frozen=True)
 class MinGRU(MinimalCell):
-    """minGRU cell; build it with :func:`rnnjax.min_gru`."""
+    """minGRU cell; build it with :func:`rnnjax.min_gru`. Options: those of
+    :class:`MinimalCell`."""
 
     num_gates = 2
 
@@ -102,7 +106,8 @@ class MinGRU(MinimalCell):
 
 @dataclasses.dataclass(frozen=True)
 class MinLSTM(MinimalCell):
-    """minLSTM cell; build it with :func:`rnnjax.min_lstm`."""
+    """minLSTM cell; build it with :func:`rnnjax.min_lstm`. Options: those of
+    :class:`MinimalCell`."""
 
     num_gates = 3
 
@@ -124,13 +129,9 @@ def min_gru(
     """minGRU (Feng et al. 2024): a GRU whose update gate and candidate read only
     the input (see the module docstring for the equations).
 
-    Args:
-      hidden_size: ``H``.
-      log_space: the paper's log-space variant (positive candidate ``g(a_h)``);
-        computed in linear space, see the module docstring.
-      dtype: compute dtype of the input projection.
-      kernel_init, bias_init: initialisers ``f(key, shape, dtype)``; defaults
-        Glorot uniform and zeros.
+    Every option is an attribute of :class:`MinGRU` (:class:`MinimalCell`).
+    ``kernel_init`` and ``bias_init`` (each ``f(key, shape, dtype)``) make its
+    ``inits``.
     """
     return MinGRU(
         hidden_size,
@@ -149,8 +150,9 @@ def min_lstm(
     bias_init=None,
 ) -> MinLSTM:
     """minLSTM (Feng et al. 2024): forget and input gates that read only the input,
-    normalised to sum to one, and no output gate (module docstring). Arguments as
-    :func:`min_gru`."""
+    normalised to sum to one, and no output gate (module docstring). Every option
+    is an attribute of :class:`MinLSTM` (:class:`MinimalCell`); ``kernel_init`` and
+    ``bias_init`` make its ``inits``."""
     return MinLSTM(
         hidden_size,
         dtype=dtype,
