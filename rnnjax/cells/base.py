@@ -16,9 +16,7 @@ The functions :func:`output_size`, :func:`event_ndim`, :func:`project_split`,
 the Protocol's defaults for a cell that is not a :class:`CellBase`
 (``rnnjax.kernels.has_linear_recurrence`` asks for the linear recurrence).
 
-Shapes follow the package's one legend (the :mod:`rnnjax` docstring): ``B`` batch,
-``T`` time, ``I`` input features, ``H`` hidden, ``G`` gate blocks, ``Z`` the
-pre-activations of one step, ``K`` the recurrent operand, ``Y`` the output.
+Shapes are written with the package's one legend, in the :mod:`rnnjax` docstring.
 """
 
 from __future__ import annotations
@@ -74,7 +72,7 @@ class Cell(Protocol):
 
 
 def expand(v: Array, ndim: int) -> Array:
-    """Reshapes a vector ``(N,)`` to ``(1, ..., 1, N)`` of rank ``ndim``.
+    """Reshapes a vector of shape ``(n,)`` to ``(1, ..., 1, n)`` of rank ``ndim``.
 
     Explicit so that rnnjax runs under ``jax_numpy_rank_promotion="raise"``.
     """
@@ -82,7 +80,7 @@ def expand(v: Array, ndim: int) -> Array:
 
 
 def linear(x: Array, w: Array, dtype=None) -> Array:
-    """``x @ w`` for ``x`` of shape ``(..., K)`` and ``w`` of shape ``(K, N)``.
+    """``x @ w`` for ``x`` of shape ``(..., n_in)`` and ``w`` ``(n_in, n_out)``.
 
     Flattens the leading dimensions into one 2-D product (faster on XLA:CPU than a
     batched einsum), except when ``x``'s type carries an explicit sharding (the

@@ -1,10 +1,10 @@
 """The convolutional LSTM (Shi et al. 2015, "Convolutional LSTM Network").
 
-Inputs ``x_t`` are channels-last feature maps ``(*B, *S, C)`` (``S`` the spatial
-shape, one to three dimensions); the state has the same spatial shape with ``H``
-channels. With ``*`` the convolution with "SAME" padding, stride 1 (computed, as in
-every deep-learning framework, as a cross-correlation: Shi et al.'s kernels flipped)
-and ``a = x_t * W_x + h_{t-1} * W_h + b`` split into the gates ``i, f, g, o``::
+Inputs ``x_t`` are channels-last feature maps ``(*B, *S, I)`` (``S`` the spatial shape,
+one to three dimensions; ``I`` input channels); the state has the same spatial shape
+with ``H`` channels. With ``*`` the convolution with "SAME" padding, stride 1 (computed,
+as in every deep-learning framework, as a cross-correlation: Shi et al.'s kernels
+flipped) and ``a = x_t * W_x + h_{t-1} * W_h + b`` split into the gates ``i, f, g, o``::
 
     i_t = sigmoid(a_i + p_i . c_{t-1})
     f_t = sigmoid(a_f + p_f . c_{t-1})
@@ -23,7 +23,7 @@ dense LSTM's diagonal peepholes); with ``peephole=False`` none.
 for an even kernel size ``k`` the extra zero goes after: ``(k - 1) // 2`` before,
 ``k // 2`` after (XLA's and TensorFlow's convention).
 
-Parameters: ``w_x (*K, C, 4H)`` and ``w_h (*K, H, 4H)`` (``K`` the kernel size;
+Parameters: ``w_x (*W, I, 4H)`` and ``w_h (*W, H, 4H)`` (``W`` the kernel size;
 channels-last "HWIO" layout, as Keras' ``ConvLSTM2D``), ``b (4H,)`` (the forget
 block starts at ``forget_bias``), optional ``peephole_i|f|o``. Carry:
 :class:`~rnnjax.LSTMState` ``(c, h)``, each ``(*B, *S, H)`` (``gates`` is None).
@@ -32,7 +32,7 @@ Batch shape: ``initial_carry(batch_shape)`` takes the leading dimensions of
 ``x_t`` without the channel axis, **spatial dimensions included**:
 ``initial_carry(x_t.shape[:-1])``, as for every rnnjax cell. That is also what
 ``rnnjax.unroll(..., time_major=True)`` passes, so the cell runs under ``unroll``
-on ``xs (T, *B, *S, C)``. (Batch-first ``xs`` is not supported by ``unroll``: it
+on ``xs (T, *B, *S, I)``. (Batch-first ``xs`` is not supported by ``unroll``: it
 takes the time axis to be ``-2``.) ``project`` convolves inputs with any number of
 leading dimensions at once (they are flattened into one batch), so ``unroll``
 hoists the input convolution of every step out of the loop.
@@ -63,7 +63,7 @@ _SPATIAL_LETTERS = "DHW"  # names of the spatial axes in lax's dimension numbers
 
 
 def conv(x, w, dtype=None):
-    """Stride-1 "SAME" cross-correlation of ``x (..., *S, C)`` with ``w (*K, C, N)``.
+    """Stride-1 "SAME" cross-correlation of ``x (..., *S, I)`` with ``w (*W, I, n)``.
 
     Any leading dimensions (flattened into one batch for ``lax.conv_general_dilated``).
     Operands are cast to ``dtype`` when given; the result is float32 (or ``x``'s
@@ -95,11 +95,11 @@ class ConvLSTM(CellBase):
     Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the channels of the
     cell state and output), ``dtype`` (of the convolutions) and ``inits`` (for
     ``w_x``, ``w_h`` and ``b``; defaults Glorot uniform (fan-in
-    ``prod(K) * C``), one orthogonal ``(prod(K) * H, H)`` matrix per gate, zeros
+    ``prod(W) * I``), one orthogonal ``(prod(W) * H, H)`` matrix per gate, zeros
     plus ``forget_bias``):
 
     Attributes:
-      kernel_size: ``K``, one size per spatial axis (1 to 3 axes); the input and
+      kernel_size: ``W``, one size per spatial axis (1 to 3 axes); the input and
         recurrent convolutions share it.
       spatial_shape: ``S``, the spatial shape of the inputs, e.g. ``(64, 64)``.
         Needed by ``peephole=True``; when given, inputs and carries of another
@@ -152,7 +152,7 @@ class ConvLSTM(CellBase):
 
     @property
     def event_ndim(self) -> int:
-        """A step's input is ``(*S, C)``: ``unroll`` finds time before these axes."""
+        """A step's input is ``(*S, I)``: ``unroll`` finds time before these axes."""
         return 1 + self.spatial_dims
 
     @property
@@ -167,7 +167,7 @@ class ConvLSTM(CellBase):
         w_x = self.inits.kernel_or_default()(kx, (*K, input_size, 4 * H), jnp.float32)
         if self.inits.recurrent is not None:
             w_h = self.inits.recurrent(kh, (*K, H, 4 * H), jnp.float32)
-        else:  # one orthogonal (prod(K) * H, H) matrix per gate, as the dense cells
+        else:  # one orthogonal (prod(W) * H, H) matrix per gate, as the dense cells
             ortho = jax.nn.initializers.orthogonal()
             keys = jax.random.split(kh, len(GATES))
             w_h = jnp.concatenate([ortho(k, (*K, H, H)) for k in keys], axis=-1)
@@ -197,7 +197,7 @@ class ConvLSTM(CellBase):
         return LSTMState(c=zeros, h=zeros)
 
     def project_split(self, params, x):
-        """``(x * W_x, b)``: ``(..., *S, C) -> (..., *S, 4H)``, any leading dims."""
+        """``(x * W_x, b)``: ``(..., *S, I) -> (..., *S, 4H)``, any leading dims."""
         self._check_spatial(x.shape[:-1], "x")
         channels = self._in(params)
         if x.shape[-1] != channels:
@@ -246,7 +246,7 @@ class ConvLSTM(CellBase):
                 if self.spatial_shape is not None
                 else f"{d} spatial dimension(s)"
             )
-            shown = shape if argname == "batch_shape" else (*shape, "C")
+            shown = shape if argname == "batch_shape" else (*shape, "I")
             raise ValueError(
                 f"{argname}: expected leading dims (*B, *S) ending in the {what}, "
                 f"got {tuple(shown)}"

@@ -13,11 +13,10 @@ With ``a = x_t W_x + b + [h_{t-1}, gates_{t-1}] W_h`` split into the present gat
 
 ``p_*`` are the diagonal peephole weights (only with ``peephole=True``). With
 ``full_gate_recurrence=True`` (Greff's FGR) the sigmoid gates of ``t-1`` are fed back
-through ``w_gg (S*H, S*H)``, ``S`` the number of sigmoid gates, into the sigmoid gates'
-pre-activations. With ``layer_norm=True`` (Ba et al. 2016): ``a = LN(x W_x) +
-LN(h W_h) + b`` (scales ``ln_x_scale``, ``ln_h_scale``; their shifts are ``b``; with
-FGR the whole recurrent term ``[h, gates] W_h`` is normalised together; epsilon 1e-5)
-and
+through ``w_gg (Gs*H, Gs*H)``, ``Gs`` the number of sigmoid gates, into the sigmoid
+gates' pre-activations. With ``layer_norm=True`` (Ba et al. 2016): ``a = LN(x W_x) +
+LN(h W_h) + b`` (scales ``ln_x_scale``, ``ln_h_scale``; their shifts are ``b``; with FGR
+the whole recurrent term ``[h, gates] W_h`` is normalised together; epsilon 1e-5) and
 ``h_t = o_t * tanh(LN(c_t))`` (``ln_c_scale``, ``ln_c_bias``); ``c_t`` itself is not
 normalised.
 
@@ -48,7 +47,7 @@ from rnnjax.cells.base import (
 
 class LSTMState(NamedTuple):
     """LSTM carry: cell ``c (*B, H)``, output ``h (*B, P or H)``, and with FGR the
-    previous sigmoid gates ``gates (*B, S*H)`` (``None`` otherwise)."""
+    previous sigmoid gates ``gates (*B, Gs*H)`` (``None`` otherwise)."""
 
     c: jax.Array
     h: jax.Array
