@@ -33,7 +33,7 @@ __all__ = ["make_tbptt_step"]
 
 
 def _chunks(batch, chunk_size, time_axis):
-    """Cuts every leaf ``(..., T, ...)`` into ``(T // K, ..., K, ...)``."""
+    """Cuts every leaf ``(..., T, ...)`` into ``(T // C, ..., C, ...)``."""
     leaves = jax.tree.leaves(batch)
     if not leaves:
         raise ValueError("batch: expected at least one array, got none")
@@ -74,14 +74,14 @@ def make_tbptt_step(
       apply_fn, loss_fn: see the module docstring (the carry contract).
       optimizer: an ``optax.GradientTransformation``; the state comes from
         :func:`rnnjax.train.init_state`.
-      chunk_size: ``K``, the truncation length; the batch's ``T`` must be a multiple.
+      chunk_size: ``C``, the truncation length; the batch's ``T`` must be a multiple.
       clip_norm: global-norm gradient clipping per chunk, ``None`` for none.
       time_axis: the time axis of every batch leaf (1 for ``(B, T, ...)``).
 
     Each chunk is one step of :func:`rnnjax.train.make_train_step`: clipped, and
     skipped when its loss or gradient is not finite (a skipped chunk also leaves the
     carry as it was before the chunk). ``metrics`` holds one entry per chunk:
-    ``loss``, ``grad_norm``, ``skipped`` and ``count``, each of shape ``(T // K,)``.
+    ``loss``, ``grad_norm``, ``skipped`` and ``count``, each of shape ``(T // C,)``.
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
