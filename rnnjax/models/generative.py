@@ -64,6 +64,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax.cells.base import (
+    Cell,
     check_key,
     check_positive_int,
     dense,
@@ -357,7 +358,7 @@ def _make_cell(cell, hidden_size):
         return gru(hidden_size)
     if cell == "lstm":
         return lstm(hidden_size)
-    if isinstance(cell, str) or not hasattr(cell, "recur"):
+    if not isinstance(cell, Cell):
         raise ValueError(
             f"cell: expected 'gru', 'lstm' or an rnnjax cell, got {cell!r}"
         )

@@ -43,7 +43,7 @@ def format_metrics(values: dict) -> str:
 
 
 def _generate_ids(model, params, prompt_ids, key, temperature, length):
-    """``(N, length)`` ids following ``prompt_ids (N, P)``."""
+    """``(B, length)`` ids following ``prompt_ids (B, T)``."""
     carry, logits = model.apply(params, prompt_ids)
     greedy = temperature == 0
     scale = jnp.where(greedy, 1.0, temperature)
