@@ -27,7 +27,11 @@ RNN_CASES = {
         cells=rnnjax.lstm(HIDDEN), num_layers=2, bidirectional=True
     ),
     "mixed_per_layer": dict(cells=[rnnjax.gru(HIDDEN), rnnjax.lstm(5, proj_size=2)]),
-    "mgu_time_major_scan": dict(cells=rnnjax.mgu(HIDDEN), time_major=True, impl="scan"),
+    "mgu_time_major_scan": dict(
+        cells=rnnjax.mgu(HIDDEN),
+        time_major=True,
+        options=rnnjax.UnrollOptions(impl="scan"),
+    ),
 }
 
 

@@ -165,7 +165,7 @@ def test_cell_rejects_params_of_another_shape_and_non_cells():
 def test_shorthands_build_the_cell(shorthand, factory, options):
     module = nnx.eval_shape(lambda: shorthand(INPUT, 5, rngs=nnx.Rngs(0), **options))
     assert isinstance(module, rnn.Cell) and module.cell == factory(5, **options)
-    assert module.in_features == INPUT
+    assert isinstance(module, shorthand) and module.in_features == INPUT
 
 
 # ------------------------------------------------------------------------------- RNN
@@ -183,7 +183,7 @@ def test_rnn_equals_stack_apply(case):
 
     def run(m, xs, carry, n, resets):
         kw = dict(carry=carry, seq_lengths=n, resets=resets)
-        want = m.stack.apply(m.get_params(), xs, impl=m.impl, **kw)
+        want = m.stack.apply(m.get_params(), xs, options=m.options, **kw)
         return m(xs, return_carry=True, **kw), want
 
     got, want = on(layer, run, xs, carry0, lengths, resets)
