@@ -36,7 +36,7 @@ Flax's own ``nn.LSTMCell``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
@@ -49,7 +49,8 @@ from rnnjax.cells.gru import gru, mgu
 from rnnjax.cells.lstm import lstm
 from rnnjax.cells.mut import mut1, mut2, mut3
 from rnnjax.cells.simple import simple_rnn
-from rnnjax.layers import Stack, stack
+from rnnjax.flax._common import build_stack
+from rnnjax.layers import Stack
 from rnnjax.unroll import UnrollOptions
 
 __all__ = [
@@ -109,8 +110,10 @@ class RNN(nn.Module):
     """A stack of recurrent layers (:func:`rnnjax.stack`) run by rnnjax's unroll.
 
     Attributes:
-      cells: one rnnjax cell (repeated ``num_layers`` times) or a sequence of cells,
-        one per layer.
+      cells: one rnnjax cell (repeated ``num_layers`` times), a sequence of cells,
+        one per layer, or a composed :class:`rnnjax.Stack` (e.g. of
+        :class:`rnnjax.Bidirectional` layers with another merge; the other stack
+        arguments then keep their defaults).
       num_layers, bidirectional, dropout, input_dropout, recurrent_dropout, time_major:
         as :func:`rnnjax.stack`.
       options: how the recurrence runs (implementation, steps per loop iteration,
@@ -139,12 +142,9 @@ class RNN(nn.Module):
     @property
     def stack(self) -> Stack:
         """The :class:`rnnjax.Stack` this module runs."""
-        cells = self.cells
-        if isinstance(cells, Sequence):
-            cells = tuple(cells)
-        return stack(
-            cells,
-            self.num_layers,
+        return build_stack(
+            self.cells,
+            num_layers=self.num_layers,
             bidirectional=self.bidirectional,
             dropout=self.dropout,
             input_dropout=self.input_dropout,

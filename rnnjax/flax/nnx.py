@@ -42,8 +42,6 @@ arguments, e.g. ``LSTMCell(32, 64, peephole=True, rngs=rngs)`` holds
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -54,7 +52,7 @@ from rnnjax.cells.gru import gru, mgu
 from rnnjax.cells.lstm import lstm
 from rnnjax.cells.mut import mut1, mut2, mut3
 from rnnjax.cells.simple import simple_rnn
-from rnnjax.layers import stack
+from rnnjax.flax._common import build_stack
 from rnnjax.unroll import UnrollOptions
 
 __all__ = [
@@ -133,8 +131,10 @@ class RNN(nnx.Module):
     """A stack of recurrent layers (:func:`rnnjax.stack`) run by rnnjax's unroll.
 
     Args:
-      cells: one rnnjax cell (repeated ``num_layers`` times) or a sequence of cells,
-        one per layer.
+      cells: one rnnjax cell (repeated ``num_layers`` times), a sequence of cells,
+        one per layer, or a composed :class:`rnnjax.Stack` (e.g. of
+        :class:`rnnjax.Bidirectional` layers with another merge; the other stack
+        arguments then keep their defaults).
       in_features: ``I``.
       num_layers, bidirectional, dropout, input_dropout, recurrent_dropout, time_major:
         as :func:`rnnjax.stack`.
@@ -173,11 +173,9 @@ class RNN(nnx.Module):
         rng_collection: str = "dropout",
         rngs: nnx.Rngs,
     ):
-        if isinstance(cells, Sequence):
-            cells = tuple(cells)
-        self.stack = stack(
+        self.stack = build_stack(
             cells,
-            num_layers,
+            num_layers=num_layers,
             bidirectional=bidirectional,
             dropout=dropout,
             input_dropout=input_dropout,

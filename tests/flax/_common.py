@@ -34,6 +34,19 @@ RNN_CASES = {
     ),
 }
 
+# A composed stack: a summed bidirectional layer under a one-way layer.
+COMPOSED = rnnjax.Stack(
+    (
+        rnnjax.Bidirectional(
+            rnnjax.Layer(rnnjax.lstm(HIDDEN)),
+            rnnjax.Layer(rnnjax.gru(HIDDEN)),
+            merge=jnp.add,
+        ),
+        rnnjax.Layer(rnnjax.mgu(HIDDEN), recurrent_dropout=0.2),
+    ),
+    dropout=0.3,
+)
+
 
 # Every kind of dropout, between 2 bidirectional layers.
 DROPOUT = dict(

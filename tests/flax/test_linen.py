@@ -18,6 +18,7 @@ from rnnjax.flax import linen as rnn
 from tests.conftest import assert_close, randomize
 from tests.flax._common import (
     CELLS,
+    COMPOSED,
     DROPOUT,
     HIDDEN,
     INPUT,
@@ -209,6 +210,27 @@ def test_rnn_equals_stack_apply(case):
 
     got, want = fast(run)(params, xs, carry0, lengths, resets)
     assert_trees_close(got, want, case)
+
+
+def test_rnn_runs_a_composed_stack():
+    layer = rnn.RNN(COMPOSED)
+    assert layer.stack is COMPOSED
+    xs, key = data(), jax.random.key(3)
+    variables = random_init(layer.init, xs, deterministic=True)
+
+    def run(v, xs, key):
+        p = v["params"]["stack"]
+        ys = layer.apply(v, xs, deterministic=False, rngs={"dropout": key})
+        k = layer.apply(
+            v, method=lambda m: m.make_rng("dropout"), rngs={"dropout": key}
+        )
+        return ys, COMPOSED.apply(p, xs, key=k, training=True)[1]
+
+    ys, want = fast(run)(variables, xs, key)
+    assert_close(ys, want, "composed stack")
+    assert ys.shape == (2, 6, HIDDEN)
+    with pytest.raises(ValueError, match=r"cells: an rnnjax\.Stack brings its own"):
+        _ = rnn.RNN(COMPOSED, bidirectional=True).stack
 
 
 def test_rnn_options_reach_the_stack():

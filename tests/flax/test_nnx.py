@@ -15,6 +15,7 @@ from rnnjax.flax import nnx as rnn
 from tests.conftest import assert_close, randomize
 from tests.flax._common import (
     CELLS,
+    COMPOSED,
     DROPOUT,
     HIDDEN,
     INPUT,
@@ -188,6 +189,22 @@ def test_rnn_equals_stack_apply(case):
 
     got, want = on(layer, run, xs, carry0, lengths, resets)
     assert_trees_close(got, want, case)
+
+
+def test_rnn_runs_a_composed_stack():
+    layer = abstract(lambda: rnn.RNN(COMPOSED, INPUT, rngs=nnx.Rngs(0)))
+    assert layer.stack is COMPOSED
+    xs, key = data(), jax.random.key(3)
+
+    def run(m, xs, key):
+        return m(xs, rngs=key), COMPOSED.apply(
+            m.get_params(), xs, key=key, training=True
+        )[1]
+
+    ys, want = on(layer, run, xs, key)
+    assert_close(ys, want, "composed stack")
+    with pytest.raises(ValueError, match=r"cells: an rnnjax\.Stack brings its own"):
+        rnn.RNN(COMPOSED, INPUT, dropout=0.1, rngs=nnx.Rngs(0))
 
 
 def test_rnn_options_reach_the_stack():
