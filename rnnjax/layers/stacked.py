@@ -162,7 +162,7 @@ class Stack:
           key: PRNG key for dropout; needed when ``training`` and a rate is set.
             Layer ``i`` uses ``split(split(key, L)[i], 3)``: the first for its
             variational masks (``fold_in(., d)`` for direction ``d``), the third
-            for the dropout on its outputs.
+            for the dropout on its outputs (one mask over ``(T, *B, Y)``).
           training: apply dropout (off at evaluation).
           time_major: overrides the stack's default layout.
           options: how every layer's recurrence runs
