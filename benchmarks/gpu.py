@@ -35,13 +35,14 @@ import argparse
 import contextlib
 import json
 import os
-import statistics
 import sys
 import time
 import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import harness
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -255,7 +256,7 @@ def _check_one(args, log, rec, cell, host):
                 seq_lengths=lengths,
                 resets=resets,
                 reverse=True,
-                impl=impl,
+                options=rnnjax.UnrollOptions(impl=impl),
             )
             return jnp.sum(ys * ct) + sum(jnp.sum(leaf) for leaf in jax.tree.leaves(c))
 
@@ -309,29 +310,23 @@ def timing_groups(args):
     return groups
 
 
-def median_ms(fn, block, repeats, warmup) -> float:
-    for _ in range(warmup):
-        block(fn())
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        block(fn())
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
-
-
 def jax_timing(args, f, params, xs, options):
     """``f(params, xs) -> ys``: compiled ahead (under ``options``), then timed."""
     loss = lambda p, x: jnp.sum(f(p, x).astype(jnp.float32))
-    t0 = time.perf_counter()
-    with options:
-        fwd = jax.jit(f).lower(params, xs).compile()
-        bwd = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, xs).compile()
-    compile_s = time.perf_counter() - t0
-    block = jax.block_until_ready
+    compiled = {}
+
+    def compile_both():
+        with options:
+            compiled["fwd"] = jax.jit(f).lower(params, xs).compile()
+            g = jax.grad(loss, argnums=(0, 1))
+            compiled["bwd"] = jax.jit(g).lower(params, xs).compile()
+
+    compile_s = harness.seconds(compile_both)
+    fwd, bwd = compiled["fwd"], compiled["bwd"]
+    times = dict(repeats=args.repeats, warmup=args.warmup)
     return dict(
-        fwd_ms=median_ms(lambda: fwd(params, xs), block, args.repeats, args.warmup),
-        bwd_ms=median_ms(lambda: bwd(params, xs), block, args.repeats, args.warmup),
+        fwd_ms=harness.median_ms(lambda: fwd(params, xs), **times),
+        bwd_ms=harness.median_ms(lambda: bwd(params, xs), **times),
         compile_s=compile_s,
     )
 
@@ -352,7 +347,7 @@ def rnnjax_rows(args, dtype, cell_name, B, H):
     )
     note = f"{plan.design}, " + ", ".join(f"{k}={v}" for k, v in plan.blocks)
     for impl in ("pallas", "fused"):
-        f = lambda p, x, impl=impl: rnnjax.unroll(cell, p, x, impl=impl)[1]
+        f = harness.unroll_fn(cell, impl=impl)
         opts = pallas_options(interpret=args.interpret or None)
         yield (
             f"rnnjax {impl}",
@@ -414,9 +409,10 @@ def torch_rows(args, dtype, cell_name, B, H):
                 p.grad = None
             module(x)[0].float().sum().backward()
 
+        times = dict(repeats=args.repeats, warmup=args.warmup, block=sync)
         return dict(
-            fwd_ms=median_ms(forward, sync, args.repeats, args.warmup),
-            bwd_ms=median_ms(backward, sync, args.repeats, args.warmup),
+            fwd_ms=harness.median_ms(forward, **times),
+            bwd_ms=harness.median_ms(backward, **times),
             compile_s=None,
         )
 

@@ -18,8 +18,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common
 import flax.linen as nn
+import harness
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -71,49 +71,32 @@ def contenders(args):
     xs_np = np.random.default_rng(0).standard_normal((B, T, n_in)).astype(np.float32)
     xs = jnp.asarray(xs_np)
     out = []
-
-    def add(name, make):
-        if _common.selected(args, name):
-            contender = _common.optional(make)
-            if contender is not None:
-                out.append(contender)
+    add = harness.adder(args, out)
 
     cell = rnnjax.gru(H)
     params = cell.init(key, n_in)
-    if args.bf16:
-        bf16_cell = rnnjax.gru(H, dtype=jnp.bfloat16)
-        f_bf16 = lambda p, x: rnnjax.unroll(bf16_cell, p, x)[1]
-        add(
-            "rnnjax auto bf16",
-            lambda: _common.jax_contender("rnnjax auto bf16", f_bf16, params, xs),
-        )
-    for impl in ("auto", "fused", "scan"):
-        f = lambda p, x, impl=impl: rnnjax.unroll(cell, p, x, impl=impl)[1]
-        add(
-            f"rnnjax {impl}",
-            lambda f=f, impl=impl: _common.jax_contender(
-                f"rnnjax {impl}", f, params, xs
-            ),
-        )
+    harness.rnnjax_rows(
+        args, add, lambda dtype=None: rnnjax.gru(H, dtype=dtype), params, xs
+    )
 
     model = nn.RNN(nn.GRUCell(H))
     add(
         "flax GRUCell",
-        lambda: _common.jax_contender(
+        lambda: harness.jax_contender(
             "flax GRUCell", model.apply, model.init(key, xs), xs
         ),
     )
 
-    _common.add_device_rows(
+    harness.add_device_rows(
         args,
         add,
         xs,
         [
-            ("rnnjax auto", lambda p, x: rnnjax.unroll(cell, p, x)[1], params),
+            ("rnnjax auto", harness.unroll_fn(cell), params),
             ("flax GRUCell", model.apply, model.init(key, xs)),
         ],
     )
-    for name, make in _common.library_peers("gru", n_in, H, xs):
+    for name, make in harness.library_peers("gru", n_in, H, xs):
         add(name, make)
 
     def make_eqx():
@@ -121,29 +104,29 @@ def contenders(args):
 
         cell_eqx = eqx.nn.GRUCell(n_in, H, key=key)
         dynamic, static = eqx.partition(cell_eqx, eqx.is_array)
-        return _common.jax_contender("equinox GRUCell", equinox_fn(static), dynamic, xs)
+        return harness.jax_contender("equinox GRUCell", equinox_fn(static), dynamic, xs)
 
     add("equinox GRUCell", make_eqx)
     add(
         "hand-written lax.scan",
-        lambda: _common.jax_contender(
+        lambda: harness.jax_contender(
             "hand-written lax.scan", reference_scan, params, xs
         ),
     )
 
-    for name, make in _common.torch_peers("GRU", n_in, H, xs_np, args.bf16):
+    for name, make in harness.torch_peers("GRU", n_in, H, xs_np, args.bf16):
         add(name, make)
     return out
 
 
 def main():
-    args = _common.parse_args(__doc__.splitlines()[0])
-    results = _common.measure(contenders(args), args.repeats, args.warmup)
+    args = harness.parse_args(__doc__.splitlines()[0])
+    results = harness.measure(contenders(args), args.repeats, args.warmup)
     title = (
         f"GRU, B={args.batch} T={args.time} I={args.input} H={args.hidden}, "
         f"float32{' (and bf16 rows)' if args.bf16 else ''}, median ms"
     )
-    _common.report(args, results, title, "benchmarks/gru_cpu.py")
+    harness.report(args, results, title, "benchmarks/gru_cpu.py")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common
 import flax.linen as nn
+import harness
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -69,30 +69,13 @@ def contenders(args):
     xs_np = np.random.default_rng(0).standard_normal((B, T, n_in)).astype(np.float32)
     xs = jnp.asarray(xs_np)
     out = []
-
-    def add(name, make):
-        if _common.selected(args, name):
-            contender = _common.optional(make)
-            if contender is not None:
-                out.append(contender)
+    add = harness.adder(args, out)
 
     cell = rnnjax.lstm(H)
     params = cell.init(key, n_in)
-    if args.bf16:
-        bf16_cell = rnnjax.lstm(H, dtype=jnp.bfloat16)
-        f_bf16 = lambda p, x: rnnjax.unroll(bf16_cell, p, x)[1]
-        add(
-            "rnnjax auto bf16",
-            lambda: _common.jax_contender("rnnjax auto bf16", f_bf16, params, xs),
-        )
-    for impl in ("auto", "fused", "scan"):
-        f = lambda p, x, impl=impl: rnnjax.unroll(cell, p, x, impl=impl)[1]
-        add(
-            f"rnnjax {impl}",
-            lambda f=f, impl=impl: _common.jax_contender(
-                f"rnnjax {impl}", f, params, xs
-            ),
-        )
+    harness.rnnjax_rows(
+        args, add, lambda dtype=None: rnnjax.lstm(H, dtype=dtype), params, xs
+    )
 
     for label, flax_cell in (
         ("flax OptimizedLSTMCell", nn.OptimizedLSTMCell),
@@ -101,22 +84,22 @@ def contenders(args):
         model = nn.RNN(flax_cell(H))
         add(
             label,
-            lambda m=model, label=label: _common.jax_contender(
+            lambda m=model, label=label: harness.jax_contender(
                 label, m.apply, m.init(key, xs), xs
             ),
         )
 
     flax_lstm = nn.RNN(nn.LSTMCell(H))
-    _common.add_device_rows(
+    harness.add_device_rows(
         args,
         add,
         xs,
         [
-            ("rnnjax auto", lambda p, x: rnnjax.unroll(cell, p, x)[1], params),
+            ("rnnjax auto", harness.unroll_fn(cell), params),
             ("flax LSTMCell", flax_lstm.apply, flax_lstm.init(key, xs)),
         ],
     )
-    for name, make in _common.library_peers("lstm", n_in, H, xs):
+    for name, make in harness.library_peers("lstm", n_in, H, xs):
         add(name, make)
 
     def make_eqx():
@@ -124,7 +107,7 @@ def contenders(args):
 
         cell_eqx = eqx.nn.LSTMCell(n_in, H, key=key)
         dynamic, static = eqx.partition(cell_eqx, eqx.is_array)
-        return _common.jax_contender(
+        return harness.jax_contender(
             "equinox LSTMCell", equinox_fn(static), dynamic, xs
         )
 
@@ -132,24 +115,24 @@ def contenders(args):
     ref_params = {"w_x": params["w_x"], "w_h": params["w_h"], "b": params["b"]}
     add(
         "hand-written lax.scan",
-        lambda: _common.jax_contender(
+        lambda: harness.jax_contender(
             "hand-written lax.scan", reference_scan, ref_params, xs
         ),
     )
 
-    for name, make in _common.torch_peers("LSTM", n_in, H, xs_np, args.bf16):
+    for name, make in harness.torch_peers("LSTM", n_in, H, xs_np, args.bf16):
         add(name, make)
     return out
 
 
 def main():
-    args = _common.parse_args(__doc__.splitlines()[0])
-    results = _common.measure(contenders(args), args.repeats, args.warmup)
+    args = harness.parse_args(__doc__.splitlines()[0])
+    results = harness.measure(contenders(args), args.repeats, args.warmup)
     title = (
         f"LSTM, B={args.batch} T={args.time} I={args.input} H={args.hidden}, "
         f"float32{' (and bf16 rows)' if args.bf16 else ''}, median ms"
     )
-    _common.report(args, results, title, "benchmarks/lstm_cpu.py")
+    harness.report(args, results, title, "benchmarks/lstm_cpu.py")
 
 
 if __name__ == "__main__":

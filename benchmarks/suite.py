@@ -19,21 +19,19 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import statistics
 import sys
 import time
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import _common
 import gru_cpu
+import harness
 import jax
 import jax.numpy as jnp
 import lstm_cpu
 
 HERE = pathlib.Path(__file__).resolve().parent
-START, END = "<!-- suite:start -->", "<!-- suite:end -->"
 #: (cell, B, T, I, H); the cell's module gives the contenders and gate count G.
 WORKLOADS = [
     ("lstm", 32, 128, 128, 256),
@@ -54,16 +52,16 @@ def parse_args():
     p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     p.add_argument("--only", default=PEERS, help="comma-separated name substrings")
-    p.add_argument("--results", type=pathlib.Path, default=HERE / "RESULTS.md")
+    p.add_argument("--results", type=pathlib.Path, default=harness.RESULTS)
     p.add_argument("--chart", type=pathlib.Path, default=HERE / "suite.png")
     p.add_argument("--tune-allocator", action="store_true")
-    _common.add_devices_option(p)
+    harness.add_devices_option(p)
     args = p.parse_args()
     if args.repeats < 10:
         p.error("--repeats: at least 10")
     workloads = QUICK if args.quick else WORKLOADS
-    _common.use_cpu_devices(p, args.devices, [w[1] for w in workloads])
-    if args.tune_allocator and not _common.rnnjax.hardware.tune_host_allocator():
+    harness.use_cpu_devices(p, args.devices, [w[1] for w in workloads])
+    if args.tune_allocator and not harness.rnnjax.hardware.tune_host_allocator():
         p.error("--tune-allocator: needs Linux with glibc")
     return args
 
@@ -72,21 +70,16 @@ def matmul_peak(size: int = 2048, repeats: int = 10) -> dict[str, float]:
     """GFLOP/s of a large float32 matrix product, JAX and (if installed) PyTorch."""
     a = jax.random.normal(jax.random.key(0), (size, size))
     mm = jax.jit(jnp.matmul)
-    mm(a, a).block_until_ready()
-    flops = 2 * size**3
-    timed = [
-        _common._seconds(lambda: mm(a, a).block_until_ready()) for _ in range(repeats)
-    ]
-    peaks = {"jax": flops / statistics.median(timed) / 1e9}
+    gflop = 2 * size**3 / 1e9
+    peaks = {"jax": gflop / harness.median_ms(lambda: mm(a, a), repeats=repeats) * 1e3}
     try:
         import torch
     except ImportError:
         return peaks
     torch.set_num_threads(2)
     t = torch.randn(size, size)
-    t @ t
-    timed = [_common._seconds(lambda: t @ t) for _ in range(repeats)]
-    peaks["pytorch"] = flops / statistics.median(timed) / 1e9
+    ms = harness.median_ms(lambda: t @ t, repeats=repeats, block=lambda out: out)
+    peaks["pytorch"] = gflop / ms * 1e3
     return peaks
 
 
@@ -109,13 +102,13 @@ def run_workload(args, cell, b, t, i, h):
     )
     contenders = module.contenders(ns)
     compiled = {c.name: c.compile() for c in contenders if c.compile is not None}
-    return _common.measure(contenders, args.repeats, args.warmup), compiled
+    return harness.measure(contenders, args.repeats, args.warmup), compiled
 
 
 def table(cell, shape, results, compiled, peak) -> str:
     b, t, i, h = shape
     flops = forward_flops(cell, b, t, i, h)
-    ref_f, ref_b = results[_common.REFERENCE]
+    ref_f, ref_b = results[harness.REFERENCE]
     lines = [
         f"#### {cell.upper()} B={b} T={t} I={i} H={h}",
         "",
@@ -132,18 +125,6 @@ def table(cell, shape, results, compiled, peak) -> str:
             f"| {g / ref_b:.2f} | {pb:.0f} | {cf} | {cb} |"
         )
     return "\n".join(lines)
-
-
-def write_results(path: pathlib.Path, block: str) -> None:
-    """Replaces the marked block of ``path`` (appends it when absent)."""
-    text = path.read_text() if path.exists() else ""
-    block = f"{START}\n{block}\n{END}"
-    if START in text and END in text:
-        head, rest = text.split(START, 1)
-        text = head + block + rest.split(END, 1)[1]
-    else:
-        text = text.rstrip() + ("\n\n" if text else "") + block + "\n"
-    path.write_text(text)
 
 
 def chart(path: pathlib.Path, runs) -> None:
@@ -205,10 +186,10 @@ def main():
             "",
             *[t + "\n" for t in tables],
             f"- command: `{cmd}` ({(time.time() - started) / 60:.1f} min)",
-            _common.environment(),
+            harness.environment(),
         ]
     )
-    write_results(args.results, block)
+    harness.write_block(args.results, "suite", block)
     chart(args.chart, runs)
     print(f"wrote {args.results} and {args.chart}")
 

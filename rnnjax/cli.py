@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import pathlib
@@ -107,15 +108,15 @@ def _new_workdir(name: str) -> pathlib.Path:
     return path
 
 
-def _train(args, overrides) -> None:
+def _train(args, overrides, on_save=None) -> None:
     from rnnjax import configs
-    from rnnjax.train import experiment
+    from rnnjax.train import experiment, runs
 
     if args.resume and args.workdir is None:
         raise ValueError("--resume: needs --workdir, the run to continue")
-    saved = args.workdir is not None and (args.workdir / experiment.CONFIG_JSON)
+    saved = args.workdir is not None and (args.workdir / runs.CONFIG_JSON)
     if args.resume and args.config is None and saved.is_file():
-        name, config = args.workdir.name, experiment.saved_config(args.workdir)
+        name, config = args.workdir.name, runs.saved_config(args.workdir)
     else:
         name, config = configs.load(args.config or configs.DEFAULT)
     config = configs.override(config, overrides)
@@ -125,6 +126,7 @@ def _train(args, overrides) -> None:
         args.workdir or _new_workdir(name),
         resume=args.resume,
         progress=args.progress,
+        on_save=on_save,
     )
 
 
@@ -169,14 +171,14 @@ def _cpu_device_count(batch_size: int, requested: int | None, cores: int) -> int
 
 
 def _eval(args, overrides) -> None:
-    from rnnjax.train import experiment
+    from rnnjax.train import experiment, trainer
 
     exp, state, step = experiment.load_run(args.workdir)
     results = experiment.evaluate(exp, state.params, "test")
     if args.json:
         print(json.dumps({"step": step, "split": "test", **results}))
     else:
-        print(f"test (step {step}): {experiment._fmt(results)}")
+        print(f"test (step {step}): {trainer.format_metrics(results)}")
 
 
 def _sample(args, overrides) -> None:
@@ -186,8 +188,8 @@ def _sample(args, overrides) -> None:
     defaults = exp.config.get("sample")
     if defaults is None:
         raise ValueError(
-            f"--workdir: {args.workdir} holds a {exp.config.task!r} model; only char "
-            f"models generate text"
+            f"--workdir: {args.workdir} holds a model of the {exp.config.task!r} "
+            f"task; only char models generate text"
         )
     texts = experiment.generate(
         exp,
@@ -207,13 +209,20 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"rnnjax: warning: {message}", file=sys.stderr if file is None else file)
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, on_save=None) -> int:
     """Runs the command in ``argv`` (default ``sys.argv[1:]``); returns the exit
-    status: 0, or 2 for bad input."""
+    status: 0, or 2 for bad input.
+
+    ``on_save``: a test seam, passed to
+    :func:`~rnnjax.train.experiment.train_and_evaluate` by ``train``: called as
+    ``on_save(phase, step)`` in each checkpoint save (see
+    :class:`rnnjax.train.Checkpoints`), so that a test can kill the run there.
+    """
     parser = _parser()
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     overrides = _overrides(parser, args.command, extra)
-    run = {"train": _train, "eval": _eval, "sample": _sample}[args.command]
+    train = functools.partial(_train, on_save=on_save)
+    run = {"train": train, "eval": _eval, "sample": _sample}[args.command]
     # Before JAX starts its threads: XLA:CPU's per-call temporary arenas are then
     # reused from the heap instead of being faulted in again every step (see
     # rnnjax.hardware).

@@ -12,23 +12,22 @@ pass as a cell's ``dtype`` (parameters, carry and gate arithmetic stay float32):
 
     cell = rnnjax.lstm(256, dtype=rnnjax.hardware.matmul_dtype())
 
-On this project's 2-core AMX CPU, bfloat16 took the LSTM forward (B=32, T=128,
-I=128, H=256) from 27.0 to 18.7 ms and forward+backward from 81.3 to 74.4 ms
-(``benchmarks/RESULTS.md``).
+Where the CPU has AMX, bfloat16 products make the LSTM forward and backward
+faster; the measured numbers, with their CPU and command, are in
+``benchmarks/RESULTS.md``.
 
 ## The host allocator
 
 XLA:CPU allocates a fresh temporary arena for every call of a compiled function
 and frees it afterwards. glibc serves blocks above its mmap threshold (at most 32
 MiB by default) with ``mmap`` and returns them to the kernel on ``free``, so every
-call faults its arena in again, one 4 KiB page at a time (about 0.7 us a page
-here). A forward+backward LSTM pass at B=32, T=128, H=256 (a 76 MiB arena) took
-16,000 page faults and 30 ms of system time per call. Raising the mmap and trim
-thresholds keeps freed blocks in the heap for the next call: that pass then ran in
-70 ms instead of 79 (Flax's ``LSTMCell``: 91 against 96). With one malloc arena
-shared by every thread as well (``single_arena=True``), the ``rnnjax`` command's
-default char-LSTM training ran 12.4 to 13.1 steps/s instead of 11.3 to 11.7 on a
-2-core CPU (see ``benchmarks/RESULTS.md``).
+call faults its arena in again, one 4 KiB page at a time: a forward+backward LSTM
+pass at B=32, T=128, H=256 (a 76 MiB arena) takes about 16,000 page faults a call.
+Raising the mmap and trim thresholds keeps freed blocks in the heap for the next
+call, and one malloc arena shared by every thread (``single_arena=True``) does the
+same for computations dispatched from other threads, such as the ``rnnjax``
+command's training step. The gains, measured with their CPU and command, are in
+``benchmarks/RESULTS.md``.
 
 The price is the usual one of a cache: memory a computation frees stays with the
 process (reused by the next computation) instead of going back to the system, so
@@ -128,7 +127,8 @@ def tune_host_allocator(
         It helps where a computation dispatched from another thread needs a
         large arena (the ``rnnjax`` command's training step) and hurts where
         many threads allocate small blocks at once (Flax's ``LSTMCell``
-        forward+backward ran 96 -> 127 ms with it); measure before keeping it.
+        forward+backward was slower with it; ``benchmarks/RESULTS.md``);
+        measure before keeping it.
 
     Returns:
       True when the settings were applied; False when the C library is not glibc

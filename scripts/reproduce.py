@@ -321,6 +321,14 @@ def _plt():
     return plt
 
 
+def _metric(record: dict, key: str):
+    """``record[key]``; the adding task's ``solved`` was called ``accuracy`` in
+    records written before rnnjax 0.2."""
+    if key == "solved" and key not in record:
+        return record["accuracy"]
+    return record[key]
+
+
 def _curves(records, ids, key, path, title, ylabel, log=False, hline=None):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 4))
@@ -328,7 +336,8 @@ def _curves(records, ids, key, path, title, ylabel, log=False, hline=None):
         if rid not in records:
             continue
         curve = records[rid]["valid_curve"]
-        ax.plot([r["step"] for r in curve], [r[key] for r in curve], label=rid)
+        values = [_metric(r, key) for r in curve]
+        ax.plot([r["step"] for r in curve], values, label=rid)
     if hline is not None:
         ax.axhline(hline, color="gray", linestyle=":", linewidth=1)
     ax.set(xlabel="training step (batches of 64)", ylabel=ylabel, title=title)
@@ -372,7 +381,7 @@ def plots(records: dict) -> None:
     _curves(
         records,
         ids,
-        "accuracy",
+        "solved",
         OUT / "hs_adding.png",
         "Adding problem: fraction of 2560 sequences with |err| < 0.04",
         "valid fraction correct",
@@ -399,7 +408,7 @@ def plots(records: dict) -> None:
     _curves(
         records,
         [f"joz-adding50-fb{b}-s{s}" for b in (0, 1) for s in (0, 1, 2)],
-        "accuracy",
+        "solved",
         OUT / "jozefowicz_adding.png",
         "Adding, T = 50: forget-gate bias 0 vs 1",
         "valid fraction within 0.04",

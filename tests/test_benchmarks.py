@@ -1,14 +1,31 @@
-"""The benchmark suite's plumbing (no timing is asserted): a quick run of two
-contenders writes its tables into a results file, between the markers, and a
-chart."""
+"""The benchmarks' plumbing (no timing is asserted): a quick run of the suite writes
+its tables into a results file, between the markers, and a chart; the folder holds
+the few scripts a user runs, on one harness, and every study has its line."""
 
+import ast
+import importlib.util
 import pathlib
+import re
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+STUDIES = BENCH / "studies"
+
+
+def _harness():
+    name = "benchmarks_harness"
+    if name not in sys.modules:  # a dataclass needs its module registered
+        spec = importlib.util.spec_from_file_location(name, BENCH / "harness.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
 
 
 @pytest.mark.slow
@@ -29,3 +46,116 @@ def test_quick_suite_writes_the_marked_block_and_a_chart(tmp_path):
         assert row in text
     assert "| rnnjax auto | " in text and "keras GRU" in text
     assert chart.read_bytes().startswith(b"\x89PNG")
+
+
+def test_at_most_six_scripts_beside_the_harness():
+    scripts = sorted(p.name for p in BENCH.glob("*.py") if p.name != "harness.py")
+    assert len(scripts) <= 6, scripts
+    assert (BENCH / "harness.py").exists()
+    assert not (BENCH / "chunked_projection.py").exists()  # superseded, removed
+
+
+def test_every_study_has_its_readme_line():
+    readme = (STUDIES / "README.md").read_text()
+    listed = set(re.findall(r"^- `([\w.]+\.py)`: \S", readme, flags=re.M))
+    studies = {p.name for p in STUDIES.glob("*.py")}
+    assert studies, "no studies found"
+    assert studies == listed, (studies - listed, listed - studies)
+
+
+def test_every_script_imports_the_harness_from_where_it_lies():
+    """Loads every script and study (their ``main`` not run) in a fresh process,
+    as ``python benchmarks/...`` would: each finds ``harness`` on its own path."""
+    files = sorted(BENCH.glob("*.py")) + sorted(STUDIES.glob("*.py"))
+    code = (
+        "import importlib.util, sys\n"
+        "for i, path in enumerate(sys.argv[1:]):\n"
+        "    spec = importlib.util.spec_from_file_location(f'script{i}', path)\n"
+        "    sys.modules[spec.name] = importlib.util.module_from_spec(spec)\n"
+        "    spec.loader.exec_module(sys.modules[spec.name])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, *map(str, files)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def _unroll_calls(path):
+    """``(keyword names)`` of each ``rnnjax.unroll(...)`` call in the file."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "unroll"
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "rnnjax"
+        ):
+            yield {k.arg for k in node.keywords}
+
+
+def test_rnnjax_is_called_through_the_harness():
+    """``rnnjax.unroll`` is called in the harness (and in gpu.py's checks, with
+    lengths and resets), always with ``options=``, never the old keywords."""
+    calls = {
+        p.relative_to(BENCH).as_posix(): list(_unroll_calls(p))
+        for p in [*BENCH.glob("*.py"), *STUDIES.glob("*.py")]
+    }
+    callers = {name for name, found in calls.items() if found}
+    assert callers <= {"harness.py", "gpu.py"}, callers
+    for name in callers:
+        for keywords in calls[name]:
+            assert "options" in keywords, name
+            assert not keywords & {"impl", "unroll", "remat", "chunk_size"}, name
+
+
+def test_harness_unroll_and_stack_take_the_unroll_options():
+    import rnnjax
+
+    harness = _harness()
+    cell = rnnjax.lstm(5)
+    params = cell.init(jax.random.key(0), 3)
+    xs = jax.random.normal(jax.random.key(1), (2, 4, 3))
+    want = rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions("scan"))[1]
+    got = harness.unroll_fn(cell, impl="fused", unroll=2)(params, xs)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    model = rnnjax.stack(cell, 2, bidirectional=True)
+    stack_params = model.init(jax.random.key(2), 3)
+    want = model.apply(stack_params, xs)[1]
+    got = harness.stack_fn(model, impl="scan", remat="step")(stack_params, xs)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_harness_timers_and_blocks(tmp_path):
+    harness = _harness()
+    calls = []
+    medians = harness.interleaved(
+        {"a": (lambda: calls.append("a"),), "b": (lambda: jnp.ones(2),) * 2},
+        repeats=3,
+        warmup=1,
+        block=lambda out: out,
+    )
+    assert set(medians) == {"a", "b"} and len(medians["b"]) == 2
+    assert calls == ["a"] * 4 and all(m >= 0 for m in medians["a"])
+    assert harness.median_ms(lambda: jnp.ones(2), repeats=3) >= 0
+    path = tmp_path / "R.md"
+    path.write_text("head\n<!-- memory:start -->\nold\n<!-- memory:end -->\ntail\n")
+    harness.write_block(path, "memory", "new")
+    harness.write_block(path, "compile_time", "added")
+    assert path.read_text() == (
+        "head\n<!-- memory:start -->\nnew\n<!-- memory:end -->\ntail\n\n"
+        "<!-- compile_time:start -->\nadded\n<!-- compile_time:end -->\n"
+    )
+
+
+def test_results_page_is_short_and_keeps_its_generated_blocks():
+    text = (BENCH / "RESULTS.md").read_text()
+    assert len(text.splitlines()) < 300
+    for name in ("suite", "memory", "compile_time"):
+        start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+        assert text.count(start) == 1 and text.count(end) == 1
+        block = text.split(start, 1)[1].split(end, 1)[0]
+        assert "- command: `python benchmarks/" in block and "- commit: " in block

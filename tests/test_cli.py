@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from rnnjax import cli, configs
-from rnnjax.train import checkpoint, experiment, metrics
+from rnnjax.train import checkpoint, experiment, metrics, schema
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+PAUSE_WORKER = ROOT / "tests" / "_pause_worker.py"
 TEXT = "def add(a, b):\n    return a + b\n\nclass A:\n    pass\n" * 40
 TINY = [
     "--config.model.hidden_size=16",
@@ -49,7 +50,7 @@ def test_config_by_path_and_by_name_agree(monkeypatch, name):
     by_path = configs.load(f"configs/{name}.py")
     assert by_path[0] == name
     assert by_path[1].to_dict() == configs.load(name)[1].to_dict()
-    experiment.check_config(by_path[1])
+    schema.check_config(by_path[1])
 
 
 @pytest.mark.parametrize(
@@ -180,7 +181,9 @@ def test_new_workdir_names(tmp_path, monkeypatch):
 
 def start(workdir, text_file, cache, *extra, pause=None):
     """``python -m rnnjax train`` on a tiny 2-layer LSTM with dropout: 12 steps,
-    a checkpoint every 2; stderr goes to a file, returned with the process."""
+    a checkpoint every 2; stderr goes to a file, returned with the process. With
+    ``pause="PHASE:STEP"`` the command runs in tests/_pause_worker.py, which
+    sleeps in that checkpoint save (an ``on_save`` callback) for a kill."""
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -190,19 +193,18 @@ def start(workdir, text_file, cache, *extra, pause=None):
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
         "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
     }
-    env.pop("RNNJAX_TEST_PAUSE", None)
-    if pause:
-        env["RNNJAX_TEST_PAUSE"] = pause
     args = [
         *("train", "--workdir", str(workdir), f"--config.data.text_path={text_file}"),
         *TINY,
         *("--config.steps=12", "--config.checkpoint_every=2", "--config.eval_every=6"),
         *("--config.model.num_layers=2", "--config.model.dropout=0.25", *extra),
     ]
+    # With a pause, the command runs with an on_save callback that stops there.
+    command = ["-m", "rnnjax"] if not pause else [str(PAUSE_WORKER), pause]
     log = workdir.parent / f"{workdir.name}-{time.monotonic_ns()}.log"
     with log.open("ab") as f:  # appends: the child's writes never overwrite
         proc = subprocess.Popen(
-            [sys.executable, "-m", "rnnjax", *args],
+            [sys.executable, *command, *args],
             stdout=f,
             stderr=f,
             cwd=ROOT,

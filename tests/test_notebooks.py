@@ -4,9 +4,10 @@ temporary directory.
 
 QUICK mode is the notebooks' own switch (``QUICK=1`` in the environment). The
 kernel imports rnnjax from this checkout (``PYTHONPATH``), reads JSB Chorales from
-``../shared/data`` (``JSB_PATH``), draws figures with the inline backend (PNG, no
-display), and compiles with ``JAX_DISABLE_MOST_OPTIMIZATIONS=1``: the programs
-are tiny, so XLA's optimisation passes cost more time than they save.
+``../shared/data`` where it is (``JSB_PATH``; else the copy rnnjax ships), draws
+figures with the inline backend (PNG, no display), and compiles with
+``JAX_DISABLE_MOST_OPTIMIZATIONS=1``: the programs are tiny, so XLA's optimisation
+passes cost more time than they save.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import os
 import pathlib
 import re
+import subprocess
+import sys
 
 import pytest
 
@@ -34,13 +37,14 @@ EXPECTED = [
     "08_attention_and_generation",
 ]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# What the set-up cell must do: install rnnjax only when missing (from the URL in
-# RNNJAX_REPO), report the backend and the devices, and read the QUICK switch.
+# What the set-up cell must do: install rnnjax only when missing (from RNNJAX_SOURCE
+# or an uploaded wheel), report the backend and the devices, and read the QUICK
+# switch.
 SETUP = (
     'importlib.util.find_spec("rnnjax") is None',
-    'os.environ.get("RNNJAX_REPO"',
+    'os.environ.get("RNNJAX_SOURCE")',
+    'glob.glob("rnnjax-*.whl")',
     '"pip", "install"',
-    "@ git+{RNNJAX_REPO}",
     "jax.default_backend()",
     "jax.device_count()",
     'QUICK = os.environ.get("QUICK", "0") == "1"',
@@ -81,15 +85,13 @@ def quick_env(monkeypatch):
     monkeypatch.setenv("QUICK", "1")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     monkeypatch.setenv("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
-    if "JSB_PATH" not in os.environ:
+    if "JSB_PATH" not in os.environ and JSB.exists():
         monkeypatch.setenv("JSB_PATH", str(JSB))
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
 def test_runs_in_quick_mode(path, tmp_path, quick_env):
-    if path.stem == "04_lstm_variants" and not os.path.exists(os.environ["JSB_PATH"]):
-        pytest.skip(f"JSB Chorales not found at {os.environ['JSB_PATH']}")
     nb = nbformat.read(path, as_version=4)
     client = nbclient.NotebookClient(
         nb,
@@ -101,3 +103,58 @@ def test_runs_in_quick_mode(path, tmp_path, quick_env):
         client.execute()
     except nbclient.exceptions.CellExecutionError as e:
         pytest.fail(f"{path.name}: {ANSI.sub('', str(e))}", pytrace=False)
+
+
+def _setup_source():
+    nb = nbformat.read(NOTEBOOKS[0], as_version=4)
+    return next(c.source for c in nb.cells if c.cell_type == "code")
+
+
+# Runs the set-up cell as if rnnjax were not installed (find_spec says so).
+_AS_IF_MISSING = """
+import importlib.util, sys
+real = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name == "rnnjax" else real(name, *a)
+exec(compile(open(sys.argv[1]).read(), "setup cell", "exec"))
+"""
+
+
+def _run_setup(tmp_path, env):
+    cell = tmp_path / "setup.py"
+    cell.write_text(_setup_source())
+    return subprocess.run(
+        [sys.executable, "-c", _AS_IF_MISSING, str(cell)],
+        cwd=tmp_path,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_setup_cell_installs_an_uploaded_wheel(tmp_path):
+    """What a Colab user does: build the wheel in a clone, upload it next to the
+    notebook, run the first cell. pip installs it (into a target folder here, with
+    no dependencies: they are installed), package data included."""
+    wheel = ["wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path)]
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", *wheel, str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    assert built.returncode == 0, built.stderr
+    assert len(list(tmp_path.glob("rnnjax-*.whl"))) == 1
+    site = tmp_path / "site"
+    env = {"PIP_TARGET": str(site), "PIP_NO_DEPS": "1", "RNNJAX_SOURCE": ""}
+    result = _run_setup(tmp_path, env)
+    assert result.returncode == 0, result.stderr
+    assert "QUICK=" in result.stdout
+    assert (site / "rnnjax" / "__init__.py").exists()
+    assert (site / "rnnjax" / "data" / "jsb_chorales_quarter.json.gz").exists()
+
+
+def test_setup_cell_without_a_source_says_what_to_do(tmp_path):
+    result = _run_setup(tmp_path, {"RNNJAX_SOURCE": ""})
+    assert result.returncode != 0
+    assert "upload rnnjax-*.whl next to this notebook" in result.stderr

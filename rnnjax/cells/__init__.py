@@ -1,6 +1,12 @@
 """Pure cell definitions, one family per file."""
 
-from rnnjax.cells.base import Cell, CellBase, FusedFormCell, Initializers
+from rnnjax.cells.base import (
+    Cell,
+    CellBase,
+    FusedFormCell,
+    Initializers,
+    LinearRecurrenceCell,
+)
 from rnnjax.cells.clockwork import ClockworkRNN, ClockworkState, clockwork_rnn
 from rnnjax.cells.conv_lstm import ConvLSTM, conv_lstm
 from rnnjax.cells.depth_gated import DepthGatedLSTM, depth_gated_lstm
@@ -31,6 +37,7 @@ __all__ = [
     "Initializers",
     "LSTM",
     "LSTMState",
+    "LinearRecurrenceCell",
     "MGU",
     "MUT1",
     "MUT2",

@@ -1,12 +1,27 @@
-"""The cell contract, shared pieces of every cell, and the fused-form base class.
+"""The cell contract, shared pieces of every cell, and the capability base classes.
 
-Shape legend used across rnnjax: ``B`` batch (any number of leading dimensions),
-``T`` time, ``I`` input features, ``H`` hidden, ``G`` gates, ``K`` the width of the
-recurrent matrix-product operand (``H`` for most cells).
+A cell needs only the :class:`Cell` Protocol. What it can do beyond that it states
+by the class it derives from, which rnnjax checks with ``isinstance``:
+
+- :class:`CellBase`: the hooks (:meth:`~CellBase.output_size`,
+  :meth:`~CellBase.event_ndim`, :meth:`~CellBase.project_split`,
+  :meth:`~CellBase.rec_width`, :meth:`~CellBase.check_params`) and argument checks;
+- :class:`FusedFormCell`: the fused form, ``h @ W`` then elementwise (the fused
+  kernels), when :attr:`FusedFormCell.fusable` says this configuration has it;
+- :class:`LinearRecurrenceCell`: a recurrence linear in the state (the associative
+  scan).
+
+The functions :func:`output_size`, :func:`event_ndim`, :func:`project_split`,
+:func:`rec_width`, :func:`check_params` and :func:`is_fusable` ask any cell, with
+the Protocol's defaults for a cell that is not a :class:`CellBase`
+(``rnnjax.kernels.has_linear_recurrence`` asks for the linear recurrence).
+
+Shapes are written with the package's one legend, in the :mod:`rnnjax` docstring.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
@@ -53,53 +68,11 @@ class Cell(Protocol):
         """``recur(params, carry, project(params, x))``."""
 
 
-# ------------------------------------ what rnnjax asks of any cell, with defaults
-#
-# A cell needs only the Protocol above. Cells built on ``CellBase`` also offer the
-# hooks below (parameter checks, a separate input bias, the fused form); for any
-# other cell these functions fall back to what the Protocol gives.
-
-
-def is_fusable(cell) -> bool:
-    """Whether ``cell`` has the fused form (``FusedFormCell`` with ``fusable``)."""
-    return bool(getattr(cell, "fusable", False))
-
-
-def output_size(cell) -> int:
-    """``Y``, the size of ``y_t`` (``hidden_size`` unless the cell says otherwise)."""
-    return getattr(cell, "output_size", cell.hidden_size)
-
-
-def event_ndim(cell) -> int:
-    """Axes of one step's input: 1 (features), or more for a convolutional cell."""
-    return getattr(cell, "event_ndim", 1)
-
-
-def project_split(cell, params, x):
-    """``(z, bias)`` with ``cell.project(params, x) == z + bias`` (bias may be None)."""
-    if hasattr(cell, "project_split"):
-        return cell.project_split(params, x)
-    return cell.project(params, x), None
-
-
-def rec_width(cell, params) -> int:
-    """``K``, the size of a variational recurrent-dropout mask."""
-    if hasattr(cell, "rec_width"):
-        return cell.rec_width(params)
-    return cell.hidden_size
-
-
-def check_params(cell, params, input_size: int) -> None:
-    """Raises ValueError when ``params`` do not fit ``cell`` (where it can tell)."""
-    if hasattr(cell, "check_params"):
-        cell.check_params(params, input_size=input_size)
-
-
 # ----------------------------------------------------------------------------- utils
 
 
 def expand(v: Array, ndim: int) -> Array:
-    """Reshapes a vector ``(N,)`` to ``(1, ..., 1, N)`` of rank ``ndim``.
+    """Reshapes a vector of shape ``(n,)`` to ``(1, ..., 1, n)`` of rank ``ndim``.
 
     Explicit so that rnnjax runs under ``jax_numpy_rank_promotion="raise"``.
     """
@@ -107,7 +80,7 @@ def expand(v: Array, ndim: int) -> Array:
 
 
 def linear(x: Array, w: Array, dtype=None) -> Array:
-    """``x @ w`` for ``x`` of shape ``(..., K)`` and ``w`` of shape ``(K, N)``.
+    """``x @ w`` for ``x`` of shape ``(..., n_in)`` and ``w`` ``(n_in, n_out)``.
 
     Flattens the leading dimensions into one 2-D product (faster on XLA:CPU than a
     batched einsum), except when ``x``'s type carries an explicit sharding (the
@@ -263,11 +236,17 @@ class Initializers:
 
 
 @dataclasses.dataclass(frozen=True)
-class CellBase:
+class CellBase(abc.ABC):
     """Static configuration shared by every cell; subclasses add the maths.
 
+    A subclass defines ``_init(key, input_size) -> params`` (called by
+    :meth:`init` after the argument checks), :meth:`initial_carry` and
+    :meth:`recur`; the hooks below have defaults for a cell with parameters
+    ``w_x (I, Z)``, ``b (Z,)`` and a recurrent operand of width ``H``, and a
+    subclass overrides those that differ.
+
     Attributes:
-      hidden_size: ``H``.
+      hidden_size: ``H``, the size of the state.
       dtype: compute dtype of the matrix products (``None``: the inputs' dtype).
         Parameters stay float32 and the carry float32 whatever the compute dtype.
       inits: the weight initialisers (see :class:`Initializers`).
@@ -277,14 +256,33 @@ class CellBase:
     dtype: Any = None
     inits: Initializers = Initializers()
 
-    fusable = False
-
     def __post_init__(self):
         check_positive_int(self.hidden_size, "hidden_size")
 
+    @abc.abstractmethod
+    def _init(self, key, input_size: int):
+        """Fresh parameters for inputs of size ``I`` (arguments already checked)."""
+
+    @abc.abstractmethod
+    def initial_carry(self, batch_shape=(), dtype=jnp.float32):
+        """The zero carry, leaves of shape ``(*B, ...)``."""
+
+    @abc.abstractmethod
+    def recur(self, params, carry, z, rec_mask=None):
+        """One step on ``z (*B, Z)``; returns ``(carry, y (*B, Y))``."""
+
+    # ---------------------------------------------------------------- hooks
+
     @property
     def output_size(self) -> int:
+        """``Y``, the size of ``y_t`` (``H`` unless the cell projects its output)."""
         return self.hidden_size
+
+    @property
+    def event_ndim(self) -> int:
+        """Axes of one step's input: 1 (``I`` features), more for a convolutional
+        cell (``(*S, C)``); ``unroll`` finds the time axis before them."""
+        return 1
 
     def init(self, key, input_size: int):
         """Returns fresh parameters for inputs of size ``I`` (see the cell's module
@@ -294,19 +292,20 @@ class CellBase:
         return self._init(key, input_size)
 
     def step(self, params, carry, x):
+        """``recur(params, carry, project(params, x))``."""
         return self.recur(params, carry, self.project(params, x))
 
     def project(self, params, x):
+        """Input-side pre-activations ``(..., I) -> (..., Z)``, bias included."""
         z, bias = self.project_split(params, x)
-        return z + expand(bias, x.ndim)
+        return z if bias is None else z + expand(bias, x.ndim)
 
     def project_split(self, params, x):
-        """``project`` as ``(z without its bias, bias (Z,))``.
+        """``project`` as ``(z without its bias, bias (Z,) or None)``.
 
         ``unroll`` hands the bias to the recurrence, which adds it inside the step
         where it fuses into the gate arithmetic, instead of a separate pass over the
-        ``(T, B, Z)`` projection (measured: LSTM forward 35 -> 26 ms at B=32, T=128,
-        I=128, H=256 on 2 CPU cores; see benchmarks/RESULTS.md).
+        ``(T, *B, Z)`` projection (timings in ``benchmarks/RESULTS.md``).
         """
         return linear(x, params["w_x"], self.dtype), params["b"]
 
@@ -338,6 +337,8 @@ class CellBase:
             f"params: expected the pytree of {type(self).__name__}.init (a dict with "
             f"'w_x', ...), got {_shapes(params)}"
         )
+
+    # ---------------------------------------------------------------- helpers
 
     def _in(self, params) -> int:
         return params["w_x"].shape[0]
@@ -372,14 +373,33 @@ class FusedFormCell(CellBase):
     Subclasses define:
 
     - ``rec_input(carry) -> (*B, K)``: the operand of the recurrent product;
-    - ``rec_weight(params) -> (K, N)``: the recurrent matrix;
-    - ``pointwise_params(params)``: the (small) parameters the update reads;
+    - ``rec_weight(params) -> (K, Z)``: the recurrent matrix (default
+      ``params["w_h"]``);
+    - ``pointwise_params(params)``: the (small) parameters the update reads
+      (default none);
     - ``update(pw, carry, z, hw) -> (carry, y)``: the elementwise step.
 
-    Such a cell gets the fused kernels (``rnnjax.kernels``) for free.
+    Such a cell gets the fused kernels (``rnnjax.kernels``) for free, when
+    :attr:`fusable` is true (always, unless a subclass says that some of its
+    options leave the form).
     """
 
-    fusable = True
+    @property
+    def fusable(self) -> bool:
+        """Whether this configuration has the fused form (the kernels' test, with
+        ``isinstance(cell, FusedFormCell)``). ``True`` here; a subclass whose
+        options can leave the form (the GRU with ``reset_after=False``, the LSTM
+        with a projection) says which do."""
+        return True
+
+    @abc.abstractmethod
+    def rec_input(self, carry):
+        """The operand of the recurrent product, ``(*B, K)``."""
+
+    @abc.abstractmethod
+    def update(self, pw, carry, z, hw):
+        """The elementwise step: ``(carry, y)`` from ``z (*B, Z)`` and
+        ``hw = rec_input(carry) @ rec_weight(params)`` ``(*B, Z)``."""
 
     def recur(self, params, carry, z, rec_mask=None):
         operand = mask_operand(self.rec_input(carry), rec_mask)
@@ -387,10 +407,77 @@ class FusedFormCell(CellBase):
         return self.update(self.pointwise_params(params), carry, z, hw)
 
     def rec_weight(self, params):
+        """The recurrent matrix ``(K, Z)``."""
         return params["w_h"]
 
     def rec_width(self, params) -> int:
         return self.rec_weight(params).shape[0]
 
     def pointwise_params(self, params):
+        """The parameters :meth:`update` reads (default none)."""
         return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class LinearRecurrenceCell(CellBase):
+    """A cell whose step is affine in the carry, with coefficients from the input::
+
+        h_t = a_t * h_{t-1} + b_t,    (a_t, b_t) = linear_coefficients(params, z_t)
+
+    Subclasses define :meth:`linear_coefficients`; the carry is ``h (*B, H)`` and
+    ``y_t = h_t``. Such a cell gets the parallel associative scan
+    (``rnnjax.kernels.associative_recurrence``, ``O(log T)`` depth), which
+    ``impl="auto"`` picks for it. ``rec_mask (*B, H)`` multiplies ``h_{t-1}``.
+    """
+
+    @abc.abstractmethod
+    def linear_coefficients(self, params, z):
+        """``(a, b)``, each ``(..., H)``, for the pre-activations ``z (..., Z)``
+        (bias included), any leading dims."""
+
+    def recur(self, params, carry, z, rec_mask=None):
+        a, b = self.linear_coefficients(params, z)
+        h = a * mask_operand(carry, rec_mask) + b
+        return h, h
+
+
+# ------------------------------------------------- what rnnjax asks of any cell
+#
+# A cell needs only the Protocol. These functions ask a cell for the hooks of
+# CellBase, with the Protocol's defaults for any other cell.
+
+
+def is_fusable(cell) -> bool:
+    """Whether ``cell`` has the fused form: a :class:`FusedFormCell` whose
+    configuration is :attr:`~FusedFormCell.fusable`."""
+    return isinstance(cell, FusedFormCell) and cell.fusable
+
+
+def output_size(cell) -> int:
+    """``Y``, the size of ``y_t`` (``hidden_size`` unless a :class:`CellBase` says
+    otherwise)."""
+    return cell.output_size if isinstance(cell, CellBase) else cell.hidden_size
+
+
+def event_ndim(cell) -> int:
+    """Axes of one step's input: 1 (features), or more for a convolutional cell."""
+    return cell.event_ndim if isinstance(cell, CellBase) else 1
+
+
+def project_split(cell, params, x):
+    """``(z, bias)`` with ``cell.project(params, x) == z + bias`` (bias may be None)."""
+    if isinstance(cell, CellBase):
+        return cell.project_split(params, x)
+    return cell.project(params, x), None
+
+
+def rec_width(cell, params) -> int:
+    """``K``, the size of a variational recurrent-dropout mask."""
+    return cell.rec_width(params) if isinstance(cell, CellBase) else cell.hidden_size
+
+
+def check_params(cell, params, input_size: int) -> None:
+    """Raises ValueError when ``params`` do not fit ``cell`` (a :class:`CellBase`;
+    nothing is checked for other cells)."""
+    if isinstance(cell, CellBase):
+        cell.check_params(params, input_size=input_size)

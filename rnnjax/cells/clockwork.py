@@ -40,16 +40,14 @@ active module every batch element is computed and ``jnp.where`` keeps the state 
 those whose clock does not tick (batch elements only disagree after resets or
 padding). Modules of period 1 always run (no cond). Under differentiation
 (``grad``, ``jvp``) nothing is skipped: the skipping step's ``custom_jvp`` is the
-plain step's, because the cond's residuals and backward pass measured slower than
-computing every module. Under ``vmap`` JAX turns the cond into a select that
-computes both branches. ``skip_inactive=False`` never skips.
+plain step's, because keeping the cond's residuals and running its backward pass
+costs more than computing every module. Under ``vmap`` JAX turns the cond into a
+select that computes both branches. ``skip_inactive=False`` never skips.
 
-Measured (``rnnjax.unroll``, ``B=32, T=128, I=64``, default periods, medians on 2
-shared CPU cores, skip / no skip): ``H=512, g=8`` forward 14.2 / 18.8 ms,
-forward+backward 116 / 117 ms; ``H=256, g=4`` forward 6.5 / 5.6 ms (with few,
-small modules the cond's overhead outweighs the saving), forward+backward
-28.1 / 28.4 ms. Without the ``custom_jvp`` the cond made forward+backward 1.3 times
-slower (47 / 35 ms and 158 / 116 ms).
+Skipping pays in the forward pass with many large modules, where the slow modules'
+products dominate; with few small modules the cond's own overhead can outweigh the
+saving (then pass ``skip_inactive=False``). Timings: ``docs/cells/clockwork.md`` and
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -82,7 +80,22 @@ class ClockworkState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class ClockworkRNN(CellBase):
-    """Clockwork RNN cell; build it with :func:`rnnjax.clockwork_rnn`."""
+    """Clockwork RNN cell; build it with :func:`rnnjax.clockwork_rnn`.
+
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, a multiple of
+    ``num_modules``), ``dtype`` and ``inits`` (defaults Glorot uniform, orthogonal
+    (each recurrent block has orthonormal columns; the recurrent initialiser is
+    called once per block), zeros):
+
+    Attributes:
+      num_modules: ``g``, the number of equal modules.
+      periods: the clock period of each module, ``g`` positive ints in ascending
+        order (fastest module first); default ``(1, 2, 4, ..., 2**(g-1))``.
+      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``, a callable or
+        ``None`` (identity).
+      skip_inactive: skip the recurrent products of modules whose clock does not
+        tick at this step (forward pass only; see the module docstring).
+    """
 
     num_modules: int = 1
     periods: tuple[int, ...] | None = None
@@ -149,8 +162,7 @@ class ClockworkRNN(CellBase):
 
         The skipping form's derivative (``custom_jvp``) is the plain form's: under
         differentiation every module is computed, as the cond's residuals and its
-        backward pass measured slower than computing every module (module
-        docstring).
+        backward pass cost more than computing every module (module docstring).
         """
         act = resolve_activation(self.activation, "activation")
 
@@ -208,20 +220,9 @@ def clockwork_rnn(
     skip_inactive: bool = True,
 ) -> ClockworkRNN:
     """A Clockwork RNN (see the module docstring for the equations and layout).
-
-    Args:
-      hidden_size: ``H``, a multiple of ``num_modules``.
-      num_modules: ``g``, the number of equal modules.
-      periods: the clock period of each module, ``g`` positive ints in ascending
-        order (fastest module first); default ``(1, 2, 4, ..., 2**(g-1))``.
-      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``, a callable or
-        ``None`` (identity).
-      dtype: compute dtype of the matrix products.
-      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
-        defaults Glorot uniform, orthogonal (each recurrent block has orthonormal
-        columns), zeros. ``recurrent_init`` is called once per block.
-      skip_inactive: skip the recurrent products of modules whose clock does not
-        tick at this step (forward pass only; see the module docstring).
+    Every option is an attribute of :class:`ClockworkRNN`, documented there.
+    ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
+    dtype)``) make its ``inits``.
     """
     return ClockworkRNN(
         hidden_size,

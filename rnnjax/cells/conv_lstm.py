@@ -1,10 +1,10 @@
 """The convolutional LSTM (Shi et al. 2015, "Convolutional LSTM Network").
 
-Inputs ``x_t`` are channels-last feature maps ``(*B, *S, C)`` (``S`` the spatial
-shape, one to three dimensions); the state has the same spatial shape with ``H``
-channels. With ``*`` the convolution with "SAME" padding, stride 1 (computed, as in
-every deep-learning framework, as a cross-correlation: Shi et al.'s kernels flipped)
-and ``a = x_t * W_x + h_{t-1} * W_h + b`` split into the gates ``i, f, g, o``::
+Inputs ``x_t`` are channels-last feature maps ``(*B, *S, I)`` (``S`` the spatial shape,
+one to three dimensions; ``I`` input channels); the state has the same spatial shape
+with ``H`` channels. With ``*`` the convolution with "SAME" padding, stride 1 (computed,
+as in every deep-learning framework, as a cross-correlation: Shi et al.'s kernels
+flipped) and ``a = x_t * W_x + h_{t-1} * W_h + b`` split into the gates ``i, f, g, o``::
 
     i_t = sigmoid(a_i + p_i . c_{t-1})
     f_t = sigmoid(a_f + p_f . c_{t-1})
@@ -23,7 +23,7 @@ dense LSTM's diagonal peepholes); with ``peephole=False`` none.
 for an even kernel size ``k`` the extra zero goes after: ``(k - 1) // 2`` before,
 ``k // 2`` after (XLA's and TensorFlow's convention).
 
-Parameters: ``w_x (*K, C, 4H)`` and ``w_h (*K, H, 4H)`` (``K`` the kernel size;
+Parameters: ``w_x (*W, I, 4H)`` and ``w_h (*W, H, 4H)`` (``W`` the kernel size;
 channels-last "HWIO" layout, as Keras' ``ConvLSTM2D``), ``b (4H,)`` (the forget
 block starts at ``forget_bias``), optional ``peephole_i|f|o``. Carry:
 :class:`~rnnjax.LSTMState` ``(c, h)``, each ``(*B, *S, H)`` (``gates`` is None).
@@ -32,7 +32,7 @@ Batch shape: ``initial_carry(batch_shape)`` takes the leading dimensions of
 ``x_t`` without the channel axis, **spatial dimensions included**:
 ``initial_carry(x_t.shape[:-1])``, as for every rnnjax cell. That is also what
 ``rnnjax.unroll(..., time_major=True)`` passes, so the cell runs under ``unroll``
-on ``xs (T, *B, *S, C)``. (Batch-first ``xs`` is not supported by ``unroll``: it
+on ``xs (T, *B, *S, I)``. (Batch-first ``xs`` is not supported by ``unroll``: it
 takes the time axis to be ``-2``.) ``project`` convolves inputs with any number of
 leading dimensions at once (they are flattened into one batch), so ``unroll``
 hoists the input convolution of every step out of the loop.
@@ -63,7 +63,7 @@ _SPATIAL_LETTERS = "DHW"  # names of the spatial axes in lax's dimension numbers
 
 
 def conv(x, w, dtype=None):
-    """Stride-1 "SAME" cross-correlation of ``x (..., *S, C)`` with ``w (*K, C, N)``.
+    """Stride-1 "SAME" cross-correlation of ``x (..., *S, I)`` with ``w (*W, I, n)``.
 
     Any leading dimensions (flattened into one batch for ``lax.conv_general_dilated``).
     Operands are cast to ``dtype`` when given; the result is float32 (or ``x``'s
@@ -92,7 +92,22 @@ def conv(x, w, dtype=None):
 class ConvLSTM(CellBase):
     """ConvLSTM cell; build it with :func:`rnnjax.conv_lstm`.
 
-    ``hidden_size`` is ``H``, the number of hidden channels.
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the channels of the
+    cell state and output), ``dtype`` (of the convolutions) and ``inits`` (for
+    ``w_x``, ``w_h`` and ``b``; defaults Glorot uniform (fan-in
+    ``prod(W) * I``), one orthogonal ``(prod(W) * H, H)`` matrix per gate, zeros
+    plus ``forget_bias``):
+
+    Attributes:
+      kernel_size: ``W``, one size per spatial axis (1 to 3 axes); the input and
+        recurrent convolutions share it.
+      spatial_shape: ``S``, the spatial shape of the inputs, e.g. ``(64, 64)``.
+        Needed by ``peephole=True``; when given, inputs and carries of another
+        spatial shape are an error.
+      peephole: ``True`` (Shi et al.): Hadamard peepholes ``(*S, H)``, one weight
+        per position and channel; ``"channel"``: one weight per channel ``(H,)``;
+        ``False``: none.
+      forget_bias: added to the forget gate's bias at initialisation.
     """
 
     kernel_size: tuple[int, ...] = (3, 3)
@@ -137,7 +152,7 @@ class ConvLSTM(CellBase):
 
     @property
     def event_ndim(self) -> int:
-        """A step's input is ``(*S, C)``: ``unroll`` finds time before these axes."""
+        """A step's input is ``(*S, I)``: ``unroll`` finds time before these axes."""
         return 1 + self.spatial_dims
 
     @property
@@ -152,7 +167,7 @@ class ConvLSTM(CellBase):
         w_x = self.inits.kernel_or_default()(kx, (*K, input_size, 4 * H), jnp.float32)
         if self.inits.recurrent is not None:
             w_h = self.inits.recurrent(kh, (*K, H, 4 * H), jnp.float32)
-        else:  # one orthogonal (prod(K) * H, H) matrix per gate, as the dense cells
+        else:  # one orthogonal (prod(W) * H, H) matrix per gate, as the dense cells
             ortho = jax.nn.initializers.orthogonal()
             keys = jax.random.split(kh, len(GATES))
             w_h = jnp.concatenate([ortho(k, (*K, H, H)) for k in keys], axis=-1)
@@ -182,7 +197,7 @@ class ConvLSTM(CellBase):
         return LSTMState(c=zeros, h=zeros)
 
     def project_split(self, params, x):
-        """``(x * W_x, b)``: ``(..., *S, C) -> (..., *S, 4H)``, any leading dims."""
+        """``(x * W_x, b)``: ``(..., *S, I) -> (..., *S, 4H)``, any leading dims."""
         self._check_spatial(x.shape[:-1], "x")
         channels = self._in(params)
         if x.shape[-1] != channels:
@@ -231,7 +246,7 @@ class ConvLSTM(CellBase):
                 if self.spatial_shape is not None
                 else f"{d} spatial dimension(s)"
             )
-            shown = shape if argname == "batch_shape" else (*shape, "C")
+            shown = shape if argname == "batch_shape" else (*shape, "I")
             raise ValueError(
                 f"{argname}: expected leading dims (*B, *S) ending in the {what}, "
                 f"got {tuple(shown)}"
@@ -254,25 +269,17 @@ def conv_lstm(
 ) -> ConvLSTM:
     """A ConvLSTM cell (see the module docstring for the equations and layout).
 
+    Every option is an attribute of :class:`ConvLSTM`, documented there; this
+    function adds:
+
     Args:
-      hidden_channels: ``H``, the channels of the cell state and output.
-      kernel_size: an int (the same size along every spatial axis) or one size per
-        spatial axis; the input and recurrent convolutions share it.
-      spatial_dims: 1, 2 or 3; inferred from a tuple ``kernel_size`` or from
-        ``spatial_shape``, else 2.
-      spatial_shape: ``S``, the spatial shape of the inputs, e.g. ``(64, 64)``.
-        Needed by ``peephole=True``; when given, inputs and carries of another
-        spatial shape are an error.
-      peephole: ``True`` (Shi et al.): Hadamard peepholes ``(*S, H)``, one weight
-        per position and channel; ``"channel"``: one weight per channel ``(H,)``;
-        ``False``: none.
-      forget_bias: added to the forget gate's bias at initialisation.
+      hidden_channels: ``hidden_size``, under the name of the channels it counts.
+      kernel_size: also an int, the same size along every spatial axis.
+      spatial_dims: 1, 2 or 3, for an int ``kernel_size``; inferred from a tuple
+        ``kernel_size`` or from ``spatial_shape``, else 2.
       padding: ``"SAME"`` only (the state keeps the spatial shape of the input).
-      dtype: compute dtype of the convolutions.
       kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``
-        for ``w_x``, ``w_h`` and ``b``; defaults Glorot uniform (fan-in
-        ``prod(K) * C``), one orthogonal ``(prod(K) * H, H)`` matrix per gate, zeros
-        (plus ``forget_bias``).
+        that make ``inits``.
     """
     if spatial_dims not in (None, 1, 2, 3):
         raise ValueError(

@@ -58,7 +58,20 @@ GATES = ("i", "f", "g", "o")
 
 @dataclasses.dataclass(frozen=True)
 class DepthGatedLSTM(CellBase):
-    """A depth-gated LSTM stack as one cell; see :func:`rnnjax.depth_gated_lstm`."""
+    """A depth-gated LSTM stack as one cell; build it with
+    :func:`rnnjax.depth_gated_lstm`.
+
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the size of every
+    layer's cell state), ``dtype`` and ``inits`` (defaults Glorot uniform for
+    ``w_x`` and ``w_xd``, orthogonal per gate for ``w_h``, zeros for ``b`` (plus
+    ``forget_bias``) and ``b_d``):
+
+    Attributes:
+      num_layers: ``L``, the depth; layers ``1 .. L-1`` have a depth gate.
+      peephole: diagonal peepholes on ``i, f, o`` in every layer (Yao et al.'s
+        form). The depth gate always peeps at both cells.
+      forget_bias: added to every layer's forget-gate bias at initialisation.
+    """
 
     num_layers: int = 2
     peephole: bool = True
@@ -173,17 +186,9 @@ def depth_gated_lstm(
     bias_init=None,
 ) -> DepthGatedLSTM:
     """A depth-gated LSTM stack, as one cell (see the module docstring).
-
-    Args:
-      hidden_size: ``H``, the size of every layer's cell state.
-      num_layers: ``L``, the depth; layers ``1 .. L-1`` have a depth gate.
-      peephole: diagonal peepholes on ``i, f, o`` in every layer (Yao et al.'s
-        form). The depth gate always peeps at both cells.
-      forget_bias: added to every layer's forget-gate bias at initialisation.
-      dtype: compute dtype of the matrix products.
-      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
-        defaults Glorot uniform (``w_x``, ``w_xd``), orthogonal per gate (``w_h``),
-        zeros (``b`` plus ``forget_bias``, ``b_d``).
+    Every option is an attribute of :class:`DepthGatedLSTM`, documented there.
+    ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
+    dtype)``) make its ``inits``.
     """
     return DepthGatedLSTM(
         hidden_size,

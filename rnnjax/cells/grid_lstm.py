@@ -153,7 +153,25 @@ def _check_x(w_in, x):
 
 @dataclasses.dataclass(frozen=True)
 class GridLSTM(CellBase):
-    """A 2-D (time x depth) Grid LSTM as one cell; see :func:`rnnjax.grid_lstm`."""
+    """A 2-D (time x depth) Grid LSTM as one cell; build it with
+    :func:`rnnjax.grid_lstm`.
+
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the size of every
+    hidden and memory vector), ``dtype`` and ``inits`` (defaults Glorot uniform for
+    ``w_in``, orthogonal per gate for the block ``w``, zeros for ``b`` plus
+    ``forget_bias``):
+
+    Attributes:
+      depth: ``L``, the number of blocks along depth per time step.
+      tied: share one block's weights across the ``L`` layers (the paper's deep
+        networks); ``False`` gives each layer its own.
+      non_lstm_depth: the depth dimension is ``h' = tanh(W [h_time, h_depth] + b)``,
+        with no memory.
+      priority: ``"depth"`` computes the depth dimension first in every block and
+        feeds its new hidden vector to the time dimension; ``None`` computes both
+        from the block's inputs.
+      forget_bias: added to every LSTM forget-gate bias at initialisation.
+    """
 
     depth: int = 2
     tied: bool = True
@@ -250,22 +268,9 @@ def grid_lstm(
     bias_init=None,
 ) -> GridLSTM:
     """A 2-D (time x depth) Grid LSTM, as one cell (see the module docstring).
-
-    Args:
-      hidden_size: ``H``, the size of every hidden and memory vector.
-      depth: ``L``, the number of blocks along depth per time step.
-      tied: share one block's weights across the ``L`` layers (the paper's deep
-        networks); ``False`` gives each layer its own.
-      non_lstm_depth: the depth dimension is ``h' = tanh(W [h_time, h_depth] + b)``,
-        with no memory.
-      priority: ``"depth"`` computes the depth dimension first in every block and
-        feeds its new hidden vector to the time dimension; ``None`` computes both
-        from the block's inputs.
-      forget_bias: added to every LSTM forget-gate bias at initialisation.
-      dtype: compute dtype of the matrix products.
-      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
-        defaults Glorot uniform (``w_in``), orthogonal per gate (the block ``w``),
-        zeros (``b`` plus ``forget_bias``).
+    Every option is an attribute of :class:`GridLSTM`, documented there.
+    ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
+    dtype)``) make its ``inits``.
     """
     return GridLSTM(
         hidden_size,
@@ -281,7 +286,19 @@ def grid_lstm(
 
 @dataclasses.dataclass(frozen=True)
 class GridLSTM1D:
-    """The 1-D Grid LSTM (depth only); see :func:`rnnjax.grid_lstm_1d`."""
+    """The 1-D Grid LSTM (depth only); build it with :func:`rnnjax.grid_lstm_1d`.
+
+    Not a recurrent cell (no time axis): ``init`` and ``apply``.
+
+    Attributes:
+      hidden_size: ``H``, the size of every hidden and memory vector.
+      depth: ``L``, the number of 1-D blocks.
+      tied: share one block's weights across the ``L`` blocks (the paper's
+        default); ``False`` gives each its own.
+      forget_bias: added to every forget-gate bias at initialisation.
+      dtype: compute dtype of the matrix products.
+      inits: the initialisers (defaults as :class:`GridLSTM`'s).
+    """
 
     hidden_size: int
     depth: int
@@ -342,7 +359,9 @@ def grid_lstm_1d(
 
     The paper's k-bit parity network: the bits are ``x``, ``h^0 = x W_in``,
     ``m^0 = 0``, and ``apply(params, x)`` returns the top hidden vector (put a
-    classifier on it). Weights are tied across depth by default, as in the paper.
+    classifier on it). Every option is an attribute of :class:`GridLSTM1D`,
+    documented there; ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each
+    ``f(key, shape, dtype)``) make its ``inits``.
     """
     return GridLSTM1D(
         hidden_size,

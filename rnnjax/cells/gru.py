@@ -40,12 +40,24 @@ from rnnjax.cells.base import (
 
 @dataclasses.dataclass(frozen=True)
 class GRU(FusedFormCell):
-    """GRU cell; build it with :func:`rnnjax.gru`."""
+    """GRU cell; build it with :func:`rnnjax.gru`.
+
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and
+    ``inits`` (defaults Glorot uniform, orthogonal per gate, zeros):
+
+    Attributes:
+      reset_after: ``True`` (cuDNN, PyTorch and Keras default; fused kernels)
+        applies the reset gate after the recurrent product, with its own bias
+        ``b_hn``; ``False`` is Cho et al. 2014's form (reset before the product;
+        scan path).
+    """
 
     reset_after: bool = True
 
     @property
     def fusable(self) -> bool:
+        """The fused form with ``reset_after=True`` only (Cho et al.'s reset before
+        the product multiplies the operand by a gate of this step)."""
         return self.reset_after
 
     def _init(self, key, input_size):
@@ -92,7 +104,9 @@ class GRU(FusedFormCell):
 
 @dataclasses.dataclass(frozen=True)
 class MGU(CellBase):
-    """Minimal gated unit; build it with :func:`rnnjax.mgu`."""
+    """Minimal gated unit; build it with :func:`rnnjax.mgu`. No options beyond
+    :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and ``inits``
+    (defaults Glorot uniform, orthogonal per gate, zeros)."""
 
     def _init(self, key, input_size):
         return self._dense_init(key, input_size, 2)
@@ -125,14 +139,9 @@ def gru(
 ) -> GRU:
     """A GRU cell (see the module docstring for the equations).
 
-    Args:
-      hidden_size: ``H``.
-      reset_after: ``True`` (cuDNN, PyTorch and Keras default; fused kernels) applies
-        the reset gate after the recurrent product, with its own bias ``b_hn``;
-        ``False`` is Cho et al. 2014's form (reset before the product; scan path).
-      dtype: compute dtype of the matrix products.
-      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
-        defaults Glorot uniform, orthogonal per gate, zeros.
+    Every option is an attribute of :class:`GRU`, documented there.
+    ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
+    dtype)``) make its ``inits``.
     """
     return GRU(
         hidden_size,
@@ -151,7 +160,9 @@ def mgu(
     bias_init=None,
 ) -> MGU:
     """Minimal gated unit (Zhou, Wu, Zhang & Zhou 2016): a GRU whose single forget
-    gate plays both the reset and the update role. Arguments as :func:`gru`."""
+    gate plays both the reset and the update role. Every option is an attribute
+    of :class:`MGU`; ``kernel_init``, ``recurrent_init`` and ``bias_init`` make its
+    ``inits``."""
     return MGU(
         hidden_size, dtype=dtype, inits=_inits(kernel_init, recurrent_init, bias_init)
     )

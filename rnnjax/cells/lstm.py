@@ -13,11 +13,10 @@ With ``a = x_t W_x + b + [h_{t-1}, gates_{t-1}] W_h`` split into the present gat
 
 ``p_*`` are the diagonal peephole weights (only with ``peephole=True``). With
 ``full_gate_recurrence=True`` (Greff's FGR) the sigmoid gates of ``t-1`` are fed back
-through ``w_gg (S*H, S*H)``, ``S`` the number of sigmoid gates, into the sigmoid gates'
-pre-activations. With ``layer_norm=True`` (Ba et al. 2016): ``a = LN(x W_x) +
-LN(h W_h) + b`` (scales ``ln_x_scale``, ``ln_h_scale``; their shifts are ``b``; with
-FGR the whole recurrent term ``[h, gates] W_h`` is normalised together; epsilon 1e-5)
-and
+through ``w_gg (Gs*H, Gs*H)``, ``Gs`` the number of sigmoid gates, into the sigmoid
+gates' pre-activations. With ``layer_norm=True`` (Ba et al. 2016): ``a = LN(x W_x) +
+LN(h W_h) + b`` (scales ``ln_x_scale``, ``ln_h_scale``; their shifts are ``b``; with FGR
+the whole recurrent term ``[h, gates] W_h`` is normalised together; epsilon 1e-5) and
 ``h_t = o_t * tanh(LN(c_t))`` (``ln_c_scale``, ``ln_c_bias``); ``c_t`` itself is not
 normalised.
 
@@ -48,7 +47,7 @@ from rnnjax.cells.base import (
 
 class LSTMState(NamedTuple):
     """LSTM carry: cell ``c (*B, H)``, output ``h (*B, P or H)``, and with FGR the
-    previous sigmoid gates ``gates (*B, S*H)`` (``None`` otherwise)."""
+    previous sigmoid gates ``gates (*B, Gs*H)`` (``None`` otherwise)."""
 
     c: jax.Array
     h: jax.Array
@@ -57,7 +56,38 @@ class LSTMState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class LSTM(FusedFormCell):
-    """LSTM cell with the options of :func:`rnnjax.lstm`."""
+    """LSTM cell (equations in the module docstring); build it with
+    :func:`rnnjax.lstm`.
+
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the size of the
+    cell state), ``dtype`` and ``inits`` (defaults Glorot uniform, orthogonal per
+    gate, zeros plus ``forget_bias``):
+
+    Attributes:
+      forget_bias: added to the forget gate's bias at initialisation (1.0, as
+        Jozefowicz et al. 2015 recommend). Without a forget-gate block (``coupled``
+        or ``forget_gate=False``) there is nothing to add it to and it is unused.
+      peephole: diagonal peephole weights (Gers & Schmidhuber 2000): ``i`` and ``f``
+        see ``c_{t-1}``, ``o`` sees ``c_t``.
+      coupled: CIFG, ``f = 1 - i`` (needs both gates enabled).
+      input_gate: ``False`` gives Greff et al.'s NIG (the gate is the constant 1).
+      forget_gate: ``False`` gives NFG.
+      output_gate: ``False`` gives NOG.
+      input_activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``, a
+        callable, or ``None`` for the identity (NIAF).
+      output_activation: as ``input_activation`` (``None``: NOAF).
+      full_gate_recurrence: FGR, the sigmoid gates of ``t-1`` feed every sigmoid
+        gate.
+      proj_size: ``P``, LSTMP (Sak et al. 2014; PyTorch's ``proj_size``):
+        ``h = h W_hr``; ``None`` for none. The cell then has no fused form.
+      layer_norm: layer-normalised gates and cell (Ba et al. 2016).
+      chrono_init: ``T_max``, the longest dependency expected: the chrono
+        initialisation of Tallec & Ollivier 2018, ``b_f = log u`` and
+        ``b_i = -log u`` with ``u ~ U(1, T_max - 1)`` per unit (added to the bias
+        initialiser's values, in place of ``forget_bias``), so the cells start with
+        memories spanning 1 to ``T_max`` steps. Long lags such as the adding
+        problem at T = 500 need it (docs/reproductions.md).
+    """
 
     forget_bias: float = 1.0
     peephole: bool = False
@@ -129,6 +159,8 @@ class LSTM(FusedFormCell):
 
     @property
     def fusable(self) -> bool:
+        """The fused form without a projection only (``h W_hr`` is a matrix
+        product inside the update, not elementwise arithmetic)."""
         return self.proj_size is None
 
     @property
@@ -283,30 +315,9 @@ def lstm(
 ) -> LSTM:
     """An LSTM cell (see the module docstring for the equations).
 
-    Args:
-      hidden_size: ``H``, the size of the cell state.
-      forget_bias: added to the forget gate's bias at initialisation (1.0, as
-        Jozefowicz et al. 2015 recommend). Without a forget-gate block (``coupled``
-        or ``forget_gate=False``) there is nothing to add it to and it is unused.
-      peephole: diagonal peephole weights (Gers & Schmidhuber 2000): ``i`` and ``f``
-        see ``c_{t-1}``, ``o`` sees ``c_t``.
-      coupled: CIFG, ``f = 1 - i`` (needs both gates enabled).
-      input_gate, forget_gate, output_gate: ``False`` gives Greff et al.'s NIG, NFG,
-        NOG (the gate is the constant 1).
-      input_activation, output_activation: ``"tanh"`` (default), ``"relu"``,
-        ``"sigmoid"``, a callable, or ``None`` for the identity (NIAF, NOAF).
-      full_gate_recurrence: FGR, the sigmoid gates of ``t-1`` feed every sigmoid gate.
-      proj_size: LSTMP (Sak et al. 2014; PyTorch's ``proj_size``): ``h = h W_hr``.
-      layer_norm: layer-normalised gates and cell (Ba et al. 2016).
-      chrono_init: ``T_max``, the longest dependency expected: the chrono
-        initialisation of Tallec & Ollivier 2018, ``b_f = log u`` and
-        ``b_i = -log u`` with ``u ~ U(1, T_max - 1)`` per unit (added to
-        ``bias_init``'s values, in place of ``forget_bias``), so the cells start
-        with memories spanning 1 to ``T_max`` steps. Long lags such as the adding
-        problem at T = 500 need it (docs/reproductions.md).
-      dtype: compute dtype of the matrix products.
-      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
-        defaults Glorot uniform, orthogonal per gate, zeros (plus ``forget_bias``).
+    Every option is an attribute of :class:`LSTM`, documented there.
+    ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
+    dtype)``) make its ``inits``.
     """
     return LSTM(
         hidden_size,

@@ -17,9 +17,9 @@ minLSTM, gate order ``f, i, h``::
     h_t  = f'_t * h_{t-1} + i'_t * h~_t
 
 Both are ``h_t = a_t * h_{t-1} + b_t`` with ``(a_t, b_t)`` a function of ``x_t``
-alone (:meth:`MinimalCell.linear_coefficients`); the class attribute
-``linear_recurrence = True`` tells ``rnnjax.unroll`` to run them through the
-associative scan (``O(log T)`` depth) instead of a sequential loop.
+alone (:meth:`MinimalCell.linear_coefficients`): they are
+:class:`~rnnjax.cells.base.LinearRecurrenceCell`, so ``rnnjax.unroll`` runs them
+through the associative scan (``O(log T)`` depth) instead of a sequential loop.
 
 ``log_space=True`` is the paper's log-space variant: the candidate is
 ``g(a_h) = a_h + 1/2`` for ``a_h >= 0`` and ``sigmoid(a_h)`` otherwise, so it is
@@ -47,7 +47,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from rnnjax.cells.base import CellBase, Initializers, mask_operand
+from rnnjax.cells.base import Initializers, LinearRecurrenceCell
 
 
 def g(x):
@@ -57,16 +57,22 @@ def g(x):
 
 
 @dataclasses.dataclass(frozen=True)
-class MinimalCell(CellBase):
-    """A cell with ``recur(h, z) = a(z) * h + b(z)``.
+class MinimalCell(LinearRecurrenceCell):
+    """The parameters and candidate shared by minGRU and minLSTM.
 
-    Subclasses define ``num_gates`` and ``linear_coefficients(params, z) -> (a, b)``,
-    each ``(..., H)``, for the pre-activations ``z (..., G*H)`` (bias included) with
-    any leading dims; the associative kernel reads the same method."""
+    Subclasses define ``num_gates`` (``G``) and :meth:`linear_coefficients` for the
+    pre-activations ``z (..., G*H)``.
+
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and
+    ``inits`` (defaults Glorot uniform and zeros; no recurrent weights):
+
+    Attributes:
+      log_space: the paper's log-space variant (positive candidate ``g(a_h)``);
+        computed in linear space, see the module docstring.
+    """
 
     log_space: bool = False
 
-    linear_recurrence = True
     num_gates = 0
 
     def _init(self, key, input_size):
@@ -81,17 +87,14 @@ class MinimalCell(CellBase):
         return self._zeros(batch_shape, self.hidden_size, dtype)
 
     def candidate(self, a_h):
+        """``h~``: ``g(a_h)`` with ``log_space``, else ``a_h``."""
         return g(a_h) if self.log_space else a_h
-
-    def recur(self, params, carry, z, rec_mask=None):
-        a, b = self.linear_coefficients(params, z)
-        h = a * mask_operand(carry, rec_mask) + b
-        return h, h
 
 
 @dataclasses.dataclass(frozen=True)
 class MinGRU(MinimalCell):
-    """minGRU cell; build it with :func:`rnnjax.min_gru`."""
+    """minGRU cell; build it with :func:`rnnjax.min_gru`. Options: those of
+    :class:`MinimalCell`."""
 
     num_gates = 2
 
@@ -103,7 +106,8 @@ class MinGRU(MinimalCell):
 
 @dataclasses.dataclass(frozen=True)
 class MinLSTM(MinimalCell):
-    """minLSTM cell; build it with :func:`rnnjax.min_lstm`."""
+    """minLSTM cell; build it with :func:`rnnjax.min_lstm`. Options: those of
+    :class:`MinimalCell`."""
 
     num_gates = 3
 
@@ -125,13 +129,9 @@ def min_gru(
     """minGRU (Feng et al. 2024): a GRU whose update gate and candidate read only
     the input (see the module docstring for the equations).
 
-    Args:
-      hidden_size: ``H``.
-      log_space: the paper's log-space variant (positive candidate ``g(a_h)``);
-        computed in linear space, see the module docstring.
-      dtype: compute dtype of the input projection.
-      kernel_init, bias_init: initialisers ``f(key, shape, dtype)``; defaults
-        Glorot uniform and zeros.
+    Every option is an attribute of :class:`MinGRU` (:class:`MinimalCell`).
+    ``kernel_init`` and ``bias_init`` (each ``f(key, shape, dtype)``) make its
+    ``inits``.
     """
     return MinGRU(
         hidden_size,
@@ -150,8 +150,9 @@ def min_lstm(
     bias_init=None,
 ) -> MinLSTM:
     """minLSTM (Feng et al. 2024): forget and input gates that read only the input,
-    normalised to sum to one, and no output gate (module docstring). Arguments as
-    :func:`min_gru`."""
+    normalised to sum to one, and no output gate (module docstring). Every option
+    is an attribute of :class:`MinLSTM` (:class:`MinimalCell`); ``kernel_init`` and
+    ``bias_init`` make its ``inits``."""
     return MinLSTM(
         hidden_size,
         dtype=dtype,

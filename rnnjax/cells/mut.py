@@ -24,6 +24,14 @@ For other input sizes pass ``embed_input=True``: a learned linear embedding
 ``w_e (I, H)`` maps the inputs to size ``H`` first (the paper's models embed their
 inputs too), and every ``x`` above is then the embedded input.
 
+Options (attributes of :class:`MUT1`, :class:`MUT2` and :class:`MUT3`), besides
+:class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and ``inits``
+(defaults Glorot uniform, orthogonal per block, zeros): ``embed_input``, the
+learned ``(I, H)`` input embedding above (default ``False``). The factories
+:func:`mut1`, :func:`mut2`, :func:`mut3` take the same options, and
+``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
+dtype)``) that make ``inits``.
+
 Parameters (gate blocks in the order listed): MUT1 ``w_x (H|I, 2H) [z, r]``,
 ``w_h (H, 2H) [r, h]``; MUT2 ``w_x [z, h]``, ``w_h (H, 3H) [z, r, h]``; MUT3
 ``w_x [z, r, h]``, ``w_h [z, r, h]``; each ``b (3H,) [z, r, h]``; ``w_e`` when
@@ -95,8 +103,8 @@ class _MUT(CellBase):
 
 @dataclasses.dataclass(frozen=True)
 class MUT1(_MUT):
-    """The MUT1 cell (equations in the module docstring); build it with
-    :func:`mut1`."""
+    """The MUT1 cell (equations and options in the module docstring); build it
+    with :func:`mut1`."""
 
     variant, x_gates, h_gates = 1, 2, 2
 
@@ -116,8 +124,8 @@ class MUT1(_MUT):
 
 @dataclasses.dataclass(frozen=True)
 class MUT2(_MUT):
-    """The MUT2 cell (equations in the module docstring); build it with
-    :func:`mut2`."""
+    """The MUT2 cell (equations and options in the module docstring); build it
+    with :func:`mut2`."""
 
     variant, x_gates, h_gates = 2, 2, 3
 
@@ -142,8 +150,8 @@ class MUT2(_MUT):
 
 @dataclasses.dataclass(frozen=True)
 class MUT3(_MUT):
-    """The MUT3 cell (equations in the module docstring); build it with
-    :func:`mut3`."""
+    """The MUT3 cell (equations and options in the module docstring); build it
+    with :func:`mut3`."""
 
     variant, x_gates, h_gates = 3, 3, 3
     uses_raw_x = False
@@ -164,47 +172,55 @@ class MUT3(_MUT):
         return self._mix(params, carry, zg, r, a_h, rec_mask)
 
 
-def _factory(cls, doc):
-    def make(
-        hidden_size: int,
-        *,
-        embed_input: bool = False,
-        dtype: Any = None,
-        kernel_init=None,
-        recurrent_init=None,
-        bias_init=None,
-    ):
-        return cls(
-            hidden_size,
-            dtype=dtype,
-            inits=Initializers(kernel_init, recurrent_init, bias_init),
-            embed_input=embed_input,
-        )
-
-    make.__name__ = make.__qualname__ = cls.__name__.lower()
-    make.__doc__ = doc
-    return make
+def _make(cls, hidden_size, embed_input, dtype, kernel_init, recurrent_init, bias_init):
+    return cls(
+        hidden_size,
+        dtype=dtype,
+        inits=Initializers(kernel_init, recurrent_init, bias_init),
+        embed_input=embed_input,
+    )
 
 
-_ARGS = """
+def mut1(
+    hidden_size: int,
+    *,
+    embed_input: bool = False,
+    dtype: Any = None,
+    kernel_init=None,
+    recurrent_init=None,
+    bias_init=None,
+) -> MUT1:
+    """MUT1 of Jozefowicz et al. 2015 (needs ``I == H`` or ``embed_input=True``).
+    Options in the module docstring."""
+    args = (embed_input, dtype, kernel_init, recurrent_init, bias_init)
+    return _make(MUT1, hidden_size, *args)
 
-    Args:
-      hidden_size: ``H``.
-      embed_input: learn an ``(I, H)`` input embedding first (see the module notes).
-      dtype: compute dtype of the matrix products.
-      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
-        defaults Glorot uniform, orthogonal per block, zeros.
-    """
-mut1 = _factory(
-    MUT1, "MUT1 of Jozefowicz et al. 2015 (needs I == H or embed_input)." + _ARGS
-)
-"""``mut1(hidden_size, *, embed_input=False, dtype=None, ...) -> MUT1``: MUT1 of
-Jozefowicz et al. 2015 (needs ``I == H`` or ``embed_input=True``)."""
-mut2 = _factory(
-    MUT2, "MUT2 of Jozefowicz et al. 2015 (needs I == H or embed_input)." + _ARGS
-)
-"""``mut2(hidden_size, *, embed_input=False, dtype=None, ...) -> MUT2``: MUT2 of
-Jozefowicz et al. 2015 (needs ``I == H`` or ``embed_input=True``)."""
-mut3 = _factory(MUT3, "MUT3 of Jozefowicz et al. 2015." + _ARGS)
-"""``mut3(hidden_size, *, embed_input=False, dtype=None, ...) -> MUT3``: MUT3 of
-Jozefowicz et al. 2015 (any input size)."""
+
+def mut2(
+    hidden_size: int,
+    *,
+    embed_input: bool = False,
+    dtype: Any = None,
+    kernel_init=None,
+    recurrent_init=None,
+    bias_init=None,
+) -> MUT2:
+    """MUT2 of Jozefowicz et al. 2015 (needs ``I == H`` or ``embed_input=True``).
+    Options in the module docstring."""
+    args = (embed_input, dtype, kernel_init, recurrent_init, bias_init)
+    return _make(MUT2, hidden_size, *args)
+
+
+def mut3(
+    hidden_size: int,
+    *,
+    embed_input: bool = False,
+    dtype: Any = None,
+    kernel_init=None,
+    recurrent_init=None,
+    bias_init=None,
+) -> MUT3:
+    """MUT3 of Jozefowicz et al. 2015 (any input size). Options in the module
+    docstring."""
+    args = (embed_input, dtype, kernel_init, recurrent_init, bias_init)
+    return _make(MUT3, hidden_size, *args)

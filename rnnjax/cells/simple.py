@@ -18,7 +18,14 @@ from rnnjax.cells.base import FusedFormCell, Initializers, resolve_activation
 
 @dataclasses.dataclass(frozen=True)
 class SimpleRNN(FusedFormCell):
-    """Elman RNN cell; build it with :func:`rnnjax.simple_rnn`."""
+    """Elman RNN cell; build it with :func:`rnnjax.simple_rnn`.
+
+    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and
+    ``inits`` (defaults Glorot uniform, orthogonal, zeros):
+
+    Attributes:
+      activation: ``"tanh"`` (default) or ``"relu"``.
+    """
 
     activation: str = "tanh"
 
@@ -54,12 +61,9 @@ def simple_rnn(
 ) -> SimpleRNN:
     """Elman RNN: ``h_t = act(x_t W_x + b + h_{t-1} W_h)``, ``act`` tanh or relu.
 
-    Args:
-      hidden_size: ``H``.
-      activation: ``"tanh"`` (default) or ``"relu"``.
-      dtype: compute dtype of the matrix products (e.g. ``jnp.bfloat16``).
-      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``;
-        defaults Glorot uniform, orthogonal, zeros.
+    Every option is an attribute of :class:`SimpleRNN`, documented there.
+    ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
+    dtype)``) make its ``inits``.
     """
     return SimpleRNN(
         hidden_size,

@@ -10,7 +10,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
     """The shared fields, with neutral defaults."""
     config = ml_collections.ConfigDict()
-    # "char", "adding" or "jsb"; the task's data options live under `data`.
+    # "char", "adding", "temporal_order" or "jsb" (rnnjax.train.tasks.TASKS); the
+    # task's data options live under `data`.
     config.task = ""
     config.data = ml_collections.ConfigDict()
 
@@ -21,7 +22,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.num_layers = 1
     # Dropout between stacked layers (rnnjax.stack's `dropout`).
     config.model.dropout = 0.0
-    # rnnjax.unroll's `impl`: auto, scan, fused or associative.
+    # rnnjax.unroll's `impl`: one of rnnjax.kernels.IMPLS (auto, scan, fused, ...).
     config.model.impl = "auto"
 
     config.optimizer = ml_collections.ConfigDict()

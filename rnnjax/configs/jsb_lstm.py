@@ -7,8 +7,9 @@ log-likelihood per time step (nats, summed over the 88 notes): on the valid spli
 during training, on the test split at the end and in ``rnnjax eval``. Published
 test figures: about 8.5 to 8.7 (Chung et al. 2014).
 
-``data.path`` is resolved from the current directory; the default finds the file
-from the repository root (``../shared/data``, next to the project).
+``data.path`` names a JSON file of the splits, resolved from the current
+directory; empty (the default) reads the copy of the JSB Chorales rnnjax ships
+(:mod:`rnnjax.data.music`), so the config runs offline from any directory.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ def get_config() -> ml_collections.ConfigDict:
     config = base.get_config()
     config.task = "jsb"
     config.data = ml_collections.ConfigDict()
-    # The JSON file of Boulanger-Lewandowski's splits (train, valid, test).
-    config.data.path = "../shared/data/jsb-chorales-quarter.json"
+    # A JSON file of Boulanger-Lewandowski's splits (train, valid, test); empty:
+    # the copy rnnjax ships.
+    config.data.path = ""
 
     config.model.hidden_size = 128
     config.model.dropout = 0.0

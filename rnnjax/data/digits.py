@@ -21,7 +21,7 @@ def load_digits(
     seed=0,
     return_labels: bool = False,
 ):
-    """The scikit-learn digits as float32 images ``(N, 8, 8)`` in ``[0, 1]``.
+    """The scikit-learn digits as float32 images ``(n, 8, 8)`` in ``[0, 1]``.
 
     Pixels (counts 0..16) are divided by 16; with ``binarize`` they become 1.0
     where strictly above ``threshold`` and 0.0 elsewhere. The split is a random
@@ -31,7 +31,7 @@ def load_digits(
     split keeps the dataset's order, and the same seed gives the same split.
 
     Returns ``images`` or, with ``return_labels``, ``(images, labels)`` with
-    ``labels`` ``(N,)`` int32 digits 0..9.
+    ``labels`` ``(n,)`` int32 digits 0..9.
 
     Needs scikit-learn (imported here, on first use).
     """

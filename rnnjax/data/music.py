@@ -2,10 +2,19 @@
 
 Legend: ``B`` batch, ``T`` time; a piano roll has 88 notes (MIDI 21..108, column
 ``note - 21``).
+
+The package ships the JSB Chorales at quarter-note resolution with the train /
+valid / test split of Boulanger-Lewandowski, Vincent & Bengio (ICML 2012): 229 / 76
+/ 77 chorales, 13,807 / 4,602 / 4,725 steps. The copy is the file
+``jsb-chorales-quarter.json`` of the public repository
+``czhuang/JSB-Chorales-dataset``, unchanged but for JSON white space, gzipped
+(:data:`JSB_SHA256` is the SHA-256 of the original file). ``load_jsb()`` with no
+path reads it, so the JSB configs run offline from any directory.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import numbers
 import pathlib
@@ -14,22 +23,30 @@ import numpy as np
 
 LOWEST_NOTE = 21
 NUM_NOTES = 88
+#: The shipped copy of the JSB Chorales (gzipped JSON; see the module docstring).
+JSB_PATH = pathlib.Path(__file__).with_name("jsb_chorales_quarter.json.gz")
+#: SHA-256 of the original ``jsb-chorales-quarter.json`` the shipped copy holds.
+JSB_SHA256 = "2db9329f1881a1d3f49703ec556bf1d6f84b4f6c1d702c156536e93cf31e1c91"
 
 
-def load_jsb(path) -> dict[str, list[np.ndarray]]:
+def load_jsb(path=None) -> dict[str, list[np.ndarray]]:
     """The splits of a Boulanger-Lewandowski JSON file as binary piano rolls.
 
-    The file maps split names (``train``, ``valid``, ``test``) to lists of chorales;
-    a chorale is a list of steps, a step a list of the MIDI note numbers sounding
-    (possibly none). Returns ``{split: [roll_i]}`` with each ``roll_i`` a
-    ``(T_i, 88)`` float32 array, 1 at column ``note - 21``. A note outside
-    ``21..108`` or not an integer is a ``ValueError`` naming the path, split,
-    chorale, step and note.
+    The file (plain or gzipped, ``.gz``) maps split names (``train``, ``valid``,
+    ``test``) to lists of chorales; a chorale is a list of steps, a step a list of
+    the MIDI note numbers sounding (possibly none). ``path=None`` reads the copy
+    shipped with rnnjax (:data:`JSB_PATH`). Returns ``{split: [roll_i]}`` with each
+    ``roll_i`` a ``(T_i, 88)`` float32 array, 1 at column ``note - 21``. A note
+    outside ``21..108`` or not an integer is a ``ValueError`` naming the path,
+    split, chorale, step and note.
     """
-    path = pathlib.Path(path)
+    path = JSB_PATH if path is None else pathlib.Path(path)
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = path.read_bytes()
+        if path.suffix == ".gz":
+            data = gzip.decompress(data)
+        raw = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, gzip.BadGzipFile) as e:
         raise ValueError(f"{path}: not a UTF-8 JSON file ({e})") from None
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a JSON object of splits")

@@ -17,6 +17,19 @@ the gate order:
 Keras returns ``[ys, h]`` (GRU) or ``[ys, h, c]`` (LSTM) with ``return_state``;
 rnnjax's carry ``carry[0][0]`` is ``h`` or ``LSTMState(c, h, None)``.
 
+What differs with masks (variable lengths). rnnjax's ``seq_lengths`` gives the
+same outputs and states as Keras' ``mask`` at the valid steps, but:
+
+- at masked (padded) steps of a one-direction layer, Keras repeats the last valid
+  output; rnnjax returns zeros there (as PyTorch's packed sequences do);
+- when a ``keras.layers.Masking`` layer meets ``initial_state`` in a functional
+  model, Keras returns the final state of the unmasked run (the padding stepped
+  through as inputs); rnnjax returns the state at each sequence's last valid step
+  (as it does without ``initial_state``, and as Keras does with an explicit
+  ``mask`` argument).
+
+tests/interop/test_keras.py checks both, so this text changes when Keras does.
+
 keras is never imported here: layers are recognised by their class names.
 """
 
@@ -47,7 +60,9 @@ def from_keras(layer):
       variational ``input_dropout`` and ``recurrent_dropout``) and float32
       parameters ``params[0][direction]``. ``model.apply(params, xs)`` returns
       ``(carry, ys)`` with ``ys`` the layer's ``return_sequences=True`` output and
-      ``carry[0][0]`` its ``return_state`` states.
+      ``carry[0][0]`` its ``return_state`` states. With variable lengths
+      (``seq_lengths``) padded outputs are zero and the states are those at the
+      last valid step; Keras differs there (the module docstring says how).
 
     Raises:
       TypeError: ``layer`` is not one of the layers above.

@@ -141,6 +141,10 @@ def to_torch(model, params, *, bias: bool = True):
       A float32 ``torch.nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` (``batch_first = not
       model.time_major``, same ``num_layers``, ``bidirectional``, ``dropout``), in
       training mode as torch builds it: call ``.eval()`` to disable dropout.
+      It computes the same function as ``model``, but its state dict is not
+      the one a round trip would give back: rnnjax keeps one bias ``b`` where
+      PyTorch has two, so ``bias_ih`` comes back as ``b`` and ``bias_hh`` as zeros
+      (for the GRU, ``bias_ih = [b_r, b_z, b_n]`` and ``bias_hh = [0, 0, b_hn]``).
 
     Raises:
       TypeError: ``model`` is not a Stack.

@@ -5,7 +5,7 @@
   linear tangent scan) with the weight products hoisted out of the time loop;
   faster than ``scan`` forward and backward (``benchmarks/RESULTS.md``).
 - ``associative``: cells whose recurrence is linear in the state
-  (``linear_recurrence``: ``min_gru``, ``min_lstm``); a parallel
+  (``LinearRecurrenceCell``: ``min_gru``, ``min_lstm``); a parallel
   ``lax.associative_scan`` over the steps' affine maps, ``O(log T)`` depth
   (``benchmarks/RESULTS.md``).
 - ``pallas``: the plain LSTM and the GRU (reset after); Pallas kernels that walk

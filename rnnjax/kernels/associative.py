@@ -1,9 +1,10 @@
 """The parallel recurrence of cells that are linear in the state.
 
-A cell with ``linear_recurrence = True`` (``rnnjax.min_gru``, ``rnnjax.min_lstm``)
-steps by an affine map of its carry, ``h_t = a_t * h_{t-1} + b_t``, where
-``(a_t, b_t) = cell.linear_coefficients(params, z_t)`` depend on the input alone.
-Affine maps compose associatively (the earlier map first)::
+A :class:`~rnnjax.cells.base.LinearRecurrenceCell` (``rnnjax.min_gru``,
+``rnnjax.min_lstm``) steps by an affine map of its carry,
+``h_t = a_t * h_{t-1} + b_t``, where ``(a_t, b_t) = cell.linear_coefficients(params,
+z_t)`` depend on the input alone. Affine maps compose associatively (the earlier map
+first)::
 
     (a1, b1) then (a2, b2) = (a1 * a2, a2 * b1 + b2)
 
@@ -30,20 +31,21 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax.cells.base import expand
+from rnnjax.cells.base import LinearRecurrenceCell, expand
 
 
 def has_linear_recurrence(cell) -> bool:
-    """Whether ``cell`` states a recurrence linear in the state
-    (``linear_recurrence = True`` and ``linear_coefficients``)."""
-    return bool(getattr(cell, "linear_recurrence", False))
+    """Whether ``cell`` states a recurrence linear in the state: a
+    :class:`~rnnjax.cells.base.LinearRecurrenceCell` (its ``linear_coefficients``
+    give the affine map of each step)."""
+    return isinstance(cell, LinearRecurrenceCell)
 
 
 def check_linear(cell) -> None:
     if not has_linear_recurrence(cell):
         raise ValueError(
             "impl: 'associative' needs a cell whose recurrence is linear in the "
-            "state (linear_recurrence = True, e.g. rnnjax.min_gru); "
+            "state (a LinearRecurrenceCell, e.g. rnnjax.min_gru); "
             f"{type(cell).__name__} is not (use impl='scan' or 'auto')"
         )
 

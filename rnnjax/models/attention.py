@@ -1,31 +1,31 @@
 """Soft attention (Bahdanau et al. 2015; Luong et al. 2015) and the attention-LSTM
 decoder of Show, Attend and Tell (Xu et al. 2015, soft attention).
 
-Shapes: ``B`` batch (any number of leading dimensions), ``N`` annotations, ``D``
-annotation features, ``Q`` query features, ``A`` attention features, ``T`` time,
-``I`` input features, ``H`` hidden.
+Shapes (the package legend, :mod:`rnnjax`): ``B`` batch, ``M`` annotations, ``U``
+annotation features, ``Q`` query features, ``A`` attention width, ``T`` time, ``I``
+input features, ``H`` hidden.
 
 A score is an immutable object of pure functions over a parameter pytree:
 
 - ``init(key, query_size, key_size) -> params``;
-- ``keys(params, annotations (*B, N, D)) -> keys (*B, N, A)``: the annotation side,
+- ``keys(params, annotations (*B, M, U)) -> keys (*B, M, A)``: the annotation side,
   computed once per sequence, not once per decoder step;
-- ``score(params, query (*B, Q), keys) -> e (*B, N)``;
-- ``attend(params, query, annotations, mask=None, keys=None) -> (context (*B, D),
-  weights (*B, N))``: ``weights = softmax(e)`` over the unmasked annotations
+- ``score(params, query (*B, Q), keys) -> e (*B, M)``;
+- ``attend(params, query, annotations, mask=None, keys=None) -> (context (*B, U),
+  weights (*B, M))``: ``weights = softmax(e)`` over the unmasked annotations
   (masked ones get exactly zero; a row with none unmasked gets zero weights and a
   zero context), ``context = sum_i weights_i a_i``.
 
 The scores::
 
     bahdanau:       e_i = v^T tanh(W_q q + W_k a_i + b)     keys = a W_k + b
-    luong_dot:      e_i = q^T a_i                           keys = a   (Q == D)
+    luong_dot:      e_i = q^T a_i                           keys = a   (Q == U)
     luong_general:  e_i = q^T W a_i                         keys = a W^T
 
-with ``w_q (Q, A)``, ``w_k (D, A)``, ``b (A,)``, ``v (A,)`` and, for ``general``,
-``w (D, Q)`` holding ``W^T`` (so that ``keys = a @ w``).
+with ``w_q (Q, A)``, ``w_k (U, A)``, ``b (A,)``, ``v (A,)`` and, for ``general``,
+``w (U, Q)`` holding ``W^T`` (so that ``keys = a @ w``).
 
-The decoder (:func:`attention_decoder`), for annotations ``a (*B, N, D)``::
+The decoder (:func:`attention_decoder`), for annotations ``a (*B, M, U)``::
 
     c_0 = tanh(mean_i(a_i) W_c + b_c),   h_0 = tanh(mean_i(a_i) W_h + b_h)
     alpha_t = softmax_i(score(h_{t-1}, a_i))              (over unmasked a_i)
@@ -36,7 +36,7 @@ The decoder (:func:`attention_decoder`), for annotations ``a (*B, N, D)``::
 where ``x_t`` is the step's input (``E y_{t-1}`` in the paper; the given inputs for
 teacher forcing). The initial-state MLPs are one ``tanh`` layer each, as in the
 authors' code (arctic-captions); with a mask the mean is over unmasked annotations.
-The LSTM is :func:`rnnjax.lstm` with ``w_x (I + D, 4H)``: rows ``[:I]`` take
+The LSTM is :func:`rnnjax.lstm` with ``w_x (I + U, 4H)``: rows ``[:I]`` take
 ``x_t`` (projected for all steps at once) and rows ``[I:]`` take ``z_t`` (projected
 inside the step, since ``z_t`` depends on ``h_{t-1}``).
 """
@@ -66,7 +66,7 @@ Array = jax.Array
 
 
 def masked_softmax(scores: Array, mask: Array | None = None) -> Array:
-    """Softmax over the last axis of ``scores (*B, N)`` restricted to ``mask``.
+    """Softmax over the last axis of ``scores (*B, M)`` restricted to ``mask``.
 
     Masked positions get exactly zero; a row with no unmasked position gets all
     zeros (not NaN). Gradients are finite everywhere.
@@ -83,7 +83,7 @@ def masked_softmax(scores: Array, mask: Array | None = None) -> Array:
 
 
 def _check_attend(query, annotations, mask, keys, sizes):
-    """Trace-time shape checks; ``sizes()`` is ``(Q, D)`` as the params expect."""
+    """Trace-time shape checks; ``sizes()`` is ``(Q, U)`` as the params expect."""
     for name, x, rank in (("query", query, 1), ("annotations", annotations, 2)):
         if not hasattr(x, "ndim") or x.ndim < rank:
             raise ValueError(
@@ -117,7 +117,7 @@ def _check_attend(query, annotations, mask, keys, sizes):
 
 
 def _weighted_sum(weights: Array, annotations: Array) -> Array:
-    """``sum_i weights_i a_i``: ``(*B, N), (*B, N, D) -> (*B, D)``."""
+    """``sum_i weights_i a_i``: ``(*B, M), (*B, M, U) -> (*B, U)``."""
     return jnp.einsum("...n,...nd->...d", weights, annotations)
 
 
@@ -126,7 +126,7 @@ class _Score:
     """Shared ``attend`` of the scores; subclasses define init, keys and score."""
 
     def attend(self, params, query, annotations, mask=None, keys=None):
-        """``(context (*B, D), weights (*B, N))``; ``keys`` from :meth:`keys`
+        """``(context (*B, U), weights (*B, M))``; ``keys`` from :meth:`keys`
         (computed here when ``None``)."""
         _check_attend(query, annotations, mask, keys, lambda: self.sizes(params, query))
         if mask is not None:
@@ -150,7 +150,7 @@ class Bahdanau(_Score):
         return params["w_q"].shape[0], params["w_k"].shape[0]
 
     def init(self, key, query_size: int, key_size: int):
-        """``w_q (Q, A)``, ``w_k (D, A)`` Glorot uniform; ``b (A,)`` zeros;
+        """``w_q (Q, A)``, ``w_k (U, A)`` Glorot uniform; ``b (A,)`` zeros;
         ``v (A,)`` Glorot uniform (as an ``(A, 1)`` matrix)."""
         check_key(key, "key")
         check_positive_int(query_size, "query_size")
@@ -165,20 +165,20 @@ class Bahdanau(_Score):
         }
 
     def keys(self, params, annotations):
-        """``a W_k + b``: ``(*B, N, D) -> (*B, N, A)``."""
+        """``a W_k + b``: ``(*B, M, U) -> (*B, M, A)``."""
         return linear(annotations, params["w_k"]) + expand(
             params["b"], annotations.ndim
         )
 
     def score(self, params, query, keys):
-        """``v^T tanh(q W_q + keys)``: ``(*B, Q), (*B, N, A) -> (*B, N)``."""
+        """``v^T tanh(q W_q + keys)``: ``(*B, Q), (*B, M, A) -> (*B, M)``."""
         q = linear(query, params["w_q"])[..., None, :]
         return linear(jnp.tanh(keys + q), params["v"][:, None])[..., 0]
 
 
 @dataclasses.dataclass(frozen=True)
 class LuongDot(_Score):
-    """Dot score ``q^T a`` (Luong et al. 2015); needs ``Q == D``; no parameters."""
+    """Dot score ``q^T a`` (Luong et al. 2015); needs ``Q == U``; no parameters."""
 
     def init(self, key, query_size: int, key_size: int):
         check_key(key, "key")
@@ -190,19 +190,19 @@ class LuongDot(_Score):
         return {}
 
     def sizes(self, params, query):
-        return query.shape[-1], query.shape[-1]  # D must equal Q
+        return query.shape[-1], query.shape[-1]  # U must equal Q
 
     def keys(self, params, annotations):
         return annotations
 
     def score(self, params, query, keys):
-        """``q^T k``: ``(*B, Q), (*B, N, Q) -> (*B, N)``."""
+        """``q^T k``: ``(*B, Q), (*B, M, Q) -> (*B, M)``."""
         return jnp.einsum("...q,...nq->...n", query, keys)
 
 
 @dataclasses.dataclass(frozen=True)
 class LuongGeneral(_Score):
-    """General score ``q^T W a`` (Luong et al. 2015); ``w (D, Q)`` is ``W^T``."""
+    """General score ``q^T W a`` (Luong et al. 2015); ``w (U, Q)`` is ``W^T``."""
 
     def init(self, key, query_size: int, key_size: int):
         check_key(key, "key")
@@ -214,7 +214,7 @@ class LuongGeneral(_Score):
         return params["w"].shape[1], params["w"].shape[0]
 
     def keys(self, params, annotations):
-        """``a W^T``: ``(*B, N, D) -> (*B, N, Q)``."""
+        """``a W^T``: ``(*B, M, U) -> (*B, M, Q)``."""
         return linear(annotations, params["w"])
 
     def score(self, params, query, keys):
@@ -227,7 +227,7 @@ def bahdanau(attention_size: int) -> Bahdanau:
 
 
 def luong_dot() -> LuongDot:
-    """The dot score of Luong et al. 2015 (``Q == D``)."""
+    """The dot score of Luong et al. 2015 (``Q == U``)."""
     return LuongDot()
 
 
@@ -238,7 +238,7 @@ def luong_general() -> LuongGeneral:
 
 def attend(score, params, query, annotations, mask=None, keys=None):
     """``score.attend(params, query, annotations, mask, keys)``: the context
-    ``(*B, D)`` and the weights ``(*B, N)`` (see the module docstring)."""
+    ``(*B, U)`` and the weights ``(*B, M)`` (see the module docstring)."""
     return score.attend(params, query, annotations, mask, keys)
 
 
@@ -251,9 +251,9 @@ ATTENTIONS = ("bahdanau", "luong_dot", "luong_general")
 class AttentionDecoder:
     """The Show, Attend and Tell decoder; see :func:`attention_decoder`.
 
-    Parameters (from :meth:`init`): ``init_c`` and ``init_h`` (``w (D, H)``,
+    Parameters (from :meth:`init`): ``init_c`` and ``init_h`` (``w (U, H)``,
     ``b (H,)``), ``attention`` (the score's), ``beta`` (``w (H,)``, ``b ()``; only
-    with ``gate``) and ``lstm`` (``rnnjax.lstm(H)`` for inputs of size ``I + D``).
+    with ``gate``) and ``lstm`` (``rnnjax.lstm(H)`` for inputs of size ``I + U``).
     """
 
     hidden_size: int
@@ -293,12 +293,12 @@ class AttentionDecoder:
         :func:`rnnjax.lstm`: forget bias 1, orthogonal recurrent blocks)."""
         check_key(key, "key")
         kc, kh, ka, kb, kl = jax.random.split(key, 5)
-        D, H, glorot = self.annotation_size, self.hidden_size, glorot_uniform()
+        U, H, glorot = self.annotation_size, self.hidden_size, glorot_uniform()
         params = {
-            "init_c": {"w": glorot(kc, (D, H), jnp.float32), "b": jnp.zeros((H,))},
-            "init_h": {"w": glorot(kh, (D, H), jnp.float32), "b": jnp.zeros((H,))},
-            "attention": self.score.init(ka, H, D),
-            "lstm": self.cell.init(kl, self.input_size + D),
+            "init_c": {"w": glorot(kc, (U, H), jnp.float32), "b": jnp.zeros((H,))},
+            "init_h": {"w": glorot(kh, (U, H), jnp.float32), "b": jnp.zeros((H,))},
+            "attention": self.score.init(ka, H, U),
+            "lstm": self.cell.init(kl, self.input_size + U),
         }
         if self.gate:
             w = glorot(kb, (H, 1), jnp.float32).reshape(H)
@@ -322,11 +322,11 @@ class AttentionDecoder:
         return LSTMState(c=mlp(params["init_c"]), h=mlp(params["init_h"]))
 
     def keys(self, params, annotations):
-        """The annotation side of the score, once per sequence: ``(*B, N, A)``."""
+        """The annotation side of the score, once per sequence: ``(*B, M, A)``."""
         return self.score.keys(params["attention"], annotations)
 
     def context(self, params, h, annotations, keys, mask=None):
-        """``(z_t (*B, D), alpha_t (*B, N))`` from ``h_{t-1} (*B, H)``."""
+        """``(z_t (*B, U), alpha_t (*B, M))`` from ``h_{t-1} (*B, H)``."""
         alpha = masked_softmax(self.score.score(params["attention"], h, keys), mask)
         z = _weighted_sum(alpha, annotations)
         if self.gate:
@@ -336,7 +336,7 @@ class AttentionDecoder:
         return z, alpha
 
     def _split_lstm(self, params):
-        """(params projecting ``x_t`` (rows ``[:I]``, with the bias), ``w (D, 4H)``
+        """(params projecting ``x_t`` (rows ``[:I]``, with the bias), ``w (U, 4H)``
         projecting ``z_t``)."""
         lp = params["lstm"]
         return dict(lp, w_x=lp["w_x"][: self.input_size]), lp["w_x"][self.input_size :]
@@ -348,7 +348,7 @@ class AttentionDecoder:
 
     def step(self, params, carry, x, annotations, keys, mask=None):
         """One step for free-running decoding (``x (*B, I)`` = ``E y_{t-1}``):
-        ``(carry, (h_t (*B, H), alpha_t (*B, N)))``; ``keys`` from :meth:`keys`."""
+        ``(carry, (h_t (*B, H), alpha_t (*B, M)))``; ``keys`` from :meth:`keys`."""
         px, w_z = self._split_lstm(params)
         zx = self.cell.project(px, x)
         mask = None if mask is None else jnp.asarray(mask, bool)
@@ -361,14 +361,14 @@ class AttentionDecoder:
 
         Args:
           params: from :meth:`init`.
-          annotations: ``(*B, N, D)``.
+          annotations: ``(*B, M, U)``.
           xs: ``(*B, T, I)``, the step inputs (``E y_{t-1}``).
-          mask: optional boolean ``(*B, N)``: annotations to attend to.
+          mask: optional boolean ``(*B, M)``: annotations to attend to.
           seq_lengths: optional integer ``(*B,)``: valid lengths of right-padded
             ``xs``. Past a sequence's length, outputs and alphas are zero.
 
         Returns:
-          ``(outputs (*B, T, H), alphas (*B, T, N))``: ``h_t`` and ``alpha_t``.
+          ``(outputs (*B, T, H), alphas (*B, T, M))``: ``h_t`` and ``alpha_t``.
         """
         num_steps, batch, lengths = self._check(annotations, xs, mask, seq_lengths)
         if mask is not None:
@@ -398,15 +398,15 @@ class AttentionDecoder:
         return jnp.moveaxis(hs, 0, -2), jnp.moveaxis(alphas, 0, -2)
 
     def _check(self, annotations, xs, mask, seq_lengths):
-        D, I = self.annotation_size, self.input_size
+        U, I = self.annotation_size, self.input_size
         if not hasattr(annotations, "ndim") or annotations.ndim < 2:
             raise ValueError(
-                f"annotations: expected (*B, N, {D}), got "
+                f"annotations: expected (*B, M, {U}), got "
                 f"{getattr(annotations, 'shape', type(annotations).__name__)}"
             )
-        if annotations.shape[-1] != D:
+        if annotations.shape[-1] != U:
             raise ValueError(
-                f"annotations: expected (*B, N, {D}), got shape {annotations.shape}"
+                f"annotations: expected (*B, M, {U}), got shape {annotations.shape}"
             )
         batch = annotations.shape[:-2]
         if not hasattr(xs, "ndim") or xs.shape[:-2] != batch or xs.shape[-1:] != (I,):
@@ -436,10 +436,10 @@ def attention_decoder(
 
     Args:
       hidden_size: ``H``.
-      annotation_size: ``D``, the size of each annotation vector.
+      annotation_size: ``U``, the size of each annotation vector.
       input_size: ``I``, the size of the step inputs (the word embeddings).
       attention: ``"bahdanau"`` (the paper's MLP score), ``"luong_dot"`` (needs
-        ``H == D``) or ``"luong_general"``.
+        ``H == U``) or ``"luong_general"``.
       gate: the gating scalar ``beta_t = sigmoid(f_beta(h_{t-1}))`` on the context.
       attention_size: ``A`` of the Bahdanau score (default ``H``).
 
@@ -460,25 +460,25 @@ def doubly_stochastic_penalty(
     sequence. Add its mean over the batch to the loss.
 
     Args:
-      alphas: ``(*B, T, N)``, from :meth:`AttentionDecoder.decode`.
-      mask: optional boolean ``(*B, N)``: only unmasked annotations are penalised.
+      alphas: ``(*B, T, M)``, from :meth:`AttentionDecoder.decode`.
+      mask: optional boolean ``(*B, M)``: only unmasked annotations are penalised.
       seq_lengths: optional integer ``(*B,)``: steps past a length are left out of
         ``sum_t`` (``decode`` already zeroes them).
       lam: ``lambda``.
       target: 1 in the paper and the authors' code (arctic-captions); attention
-        models for translation (Nematus) use ``T / N``.
+        models for translation (Nematus) use ``T / M``.
 
     Returns: ``(*B,)``.
     """
     if not hasattr(alphas, "ndim") or alphas.ndim < 2:
-        raise ValueError(f"alphas: expected (*B, T, N), got {jnp.shape(alphas)}")
+        raise ValueError(f"alphas: expected (*B, T, M), got {jnp.shape(alphas)}")
     batch, num_steps = alphas.shape[:-2], alphas.shape[-2]
     if seq_lengths is not None:
         lengths = _validate.check_lengths_arg(seq_lengths, batch, num_steps)
         steps = jnp.arange(num_steps).reshape((1,) * len(batch) + (num_steps, 1))
         valid = steps < lengths[..., None, None]
         alphas = jnp.where(valid, alphas, jnp.zeros_like(alphas))
-    sq = jnp.square(target - jnp.sum(alphas, axis=-2))  # (*B, N)
+    sq = jnp.square(target - jnp.sum(alphas, axis=-2))  # (*B, M)
     if mask is not None:
         if tuple(jnp.shape(mask)) != (*batch, alphas.shape[-1]):
             raise ValueError(

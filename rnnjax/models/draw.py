@@ -1,10 +1,10 @@
 """DRAW, the Deep Recurrent Attentive Writer (Gregor, Danihelka, Graves, Rezende &
 Wierstra 2015, "DRAW: A Recurrent Neural Network For Image Generation").
 
-Shapes: ``B`` batch (any number of leading dimensions), ``T`` the number of steps
-(glimpses), ``Y`` x ``X`` the image (``B`` and ``A`` in the paper: height, width),
-``Z`` latent features, ``H`` the encoder's and decoder's output size, ``N`` the
-read size, ``M`` the write size. ``W(h)`` is a linear map ``h W + b`` and ``[a, b]``
+Shapes (the package legend, :mod:`rnnjax`): ``B`` batch, ``T`` the number of steps
+(glimpses), ``Xh`` x ``Xw`` the image (height, width), ``J`` latent features,
+``H_enc`` and ``H_dec`` the encoder's and decoder's output sizes, ``Nr`` the read grid,
+``Nw`` the write grid. ``W(h)`` is a linear map ``h W + b`` and ``[a, b]``
 concatenation.
 
 For ``t = 1..T``, with the canvas ``c_0 = 0``, ``h^dec_0 = 0`` and zero cell
@@ -21,33 +21,33 @@ carries (Sec. 2)::
     L^z = sum_t sum_j 1/2 (mu_tj^2 + sigma_tj^2 - log sigma_tj^2) - 1/2
     bound = -(L^x + L^z)   (<= log p(x); exact D for binary x, cross-entropy else)
 
-Without attention (Sec. 3.1) ``read = [x, x^]`` flattened (``2 Y X``) and
-``write = W(h^dec)`` reshaped to ``(Y, X)``.
+Without attention (Sec. 3.1) ``read = [x, x^]`` flattened (``2 Xh Xw``) and
+``write = W(h^dec)`` reshaped to ``(Xh, Xw)``.
 
-With attention (Sec. 3.2-3.3), an ``N x N`` grid of Gaussian filters from
+With attention (Sec. 3.2-3.3), an ``Nr x Nr`` grid of Gaussian filters from
 ``(g~x, g~y, log sigma^2, log delta~, log gamma) = W(h^dec)``. The paper numbers
-pixels ``a = 1..X`` (``b = 1..Y``), so ``g~ = 0`` is the image centre::
+pixels ``a = 1..Xw`` (``b = 1..Xh``), so ``g~ = 0`` is the image centre::
 
-    gX = (X + 1)/2 (g~x + 1),   gY = (Y + 1)/2 (g~y + 1)
-    delta = (max(X, Y) - 1) / (N - 1) * delta~              (N - 1 read as 1 if N = 1)
-    mu^i_X = gX + (i - N/2 - 0.5) delta,   i = 1..N          (mu^j_Y likewise)
+    gX = (Xw + 1)/2 (g~x + 1),   gY = (Xh + 1)/2 (g~y + 1)
+    delta = (max(Xw, Xh) - 1) / (Nr - 1) * delta~         (Nr - 1 read as 1 if Nr = 1)
+    mu^i_X = gX + (i - Nr/2 - 0.5) delta,   i = 1..Nr       (mu^j_Y likewise)
     F_X[i, a] = exp(-(a - mu^i_X)^2 / (2 sigma^2)) / (sum_a' exp(...) + 1e-8)
-    read  = gamma [F_Y x F_X^T, F_Y x^ F_X^T]                (2 N^2 features)
-    write = 1/gamma^ F^_Y^T w_t F^_X,  w_t = W(h^dec) reshaped to (M, M)
+    read  = gamma [F_Y x F_X^T, F_Y x^ F_X^T]                (2 Nr^2 features)
+    write = 1/gamma^ F^_Y^T w_t F^_X,  w_t = W(h^dec) reshaped to (Nw, Nw)
 
 where the write has its own ``(g~x^, g~y^, log sigma^2^, log delta~^, log gamma^) =
-W(h^dec)`` and ``M x M`` filters. :class:`Glimpse` holds one attention's parameters
+W(h^dec)`` and ``Nw x Nw`` filters. :class:`Glimpse` holds one attention's parameters
 with the centre in array indices (``gX - 1``, ``gY - 1``, 0-based, as
 ``plt.imshow`` places pixels).
 
-Noise: :meth:`DRAW.elbo` draws ``eps = jax.random.normal(key, (*B, T, Z))`` (or
-takes ``eps``); :meth:`DRAW.sample` draws ``z = jax.random.normal(key, (*B, T, Z))``
+Noise: :meth:`DRAW.elbo` draws ``eps = jax.random.normal(key, (*B, T, J))`` (or
+takes ``eps``); :meth:`DRAW.sample` draws ``z = jax.random.normal(key, (*B, T, J))``
 (or takes ``z``) and runs the decoder alone.
 
 Parameters: a dict ``{"encoder", "decoder", "q", "read", "write", "write_attn"}``:
-the two cells' own params (encoder inputs ``R + H_dec`` with ``R = 2 N^2`` or
-``2 Y X``; decoder inputs ``Z``); ``"q"`` is ``{"mu", "log_sigma"}``; ``"write"``
-maps ``h^dec`` to ``M^2`` (or ``Y X``) values; ``"read"`` and ``"write_attn"`` map
+the two cells' own params (encoder inputs ``R + H_dec`` with ``R = 2 Nr^2`` or
+``2 Xh Xw``; decoder inputs ``J``); ``"q"`` is ``{"mu", "log_sigma"}``; ``"write"``
+maps ``h^dec`` to ``Nw^2`` (or ``Xh Xw``) values; ``"read"`` and ``"write_attn"`` map
 it to the five attention parameters (``{}`` without attention). Every linear map is
 ``{"w", "b"}``, Glorot-uniform weights and zero biases (so a fresh model looks at
 the whole image with ``sigma = delta~ = gamma = 1``).
@@ -98,7 +98,7 @@ class Glimpse(NamedTuple):
 
 def glimpse(raw: Array, image_shape: tuple[int, int], n: int) -> Glimpse:
     """The :class:`Glimpse` of ``raw (*B, 5) = (g~x, g~y, log sigma^2, log delta~,
-    log gamma)`` for an ``N x N`` grid (``n``) on a ``(Y, X)`` image."""
+    log gamma)`` for an ``n x n`` grid (``Nr`` or ``Nw``) on a ``(Xh, Xw)`` image."""
     height, width = image_shape
     gx_, gy_, log_var, log_delta, log_gamma = jnp.moveaxis(raw, -1, 0)
     gx = (width + 1) / 2 * (gx_ + 1)
@@ -118,7 +118,7 @@ def _bank(center, delta, sigma, n, size):
 
 
 def filterbank(g: Glimpse, image_shape: tuple[int, int], n: int):
-    """``(F_Y (*B, n, Y), F_X (*B, n, X))`` of the glimpse ``g``."""
+    """``(F_Y (*B, n, Xh), F_X (*B, n, Xw))`` of the glimpse ``g``."""
     height, width = image_shape
     f_y = _bank(g.center_y, g.delta, g.sigma, n, height)
     f_x = _bank(g.center_x, g.delta, g.sigma, n, width)
@@ -126,13 +126,13 @@ def filterbank(g: Glimpse, image_shape: tuple[int, int], n: int):
 
 
 def apply_read(image: Array, f_y: Array, f_x: Array, gamma: Array) -> Array:
-    """``gamma F_Y image F_X^T``: ``(*B, Y, X) -> (*B, N, N)``."""
+    """``gamma F_Y image F_X^T``: ``(*B, Xh, Xw) -> (*B, Nr, Nr)``."""
     patch = jnp.einsum("...iy,...yx,...jx->...ij", f_y, image, f_x)
     return gamma[..., None, None] * patch
 
 
 def apply_write(patch: Array, f_y: Array, f_x: Array, gamma: Array) -> Array:
-    """``F_Y^T patch F_X / gamma``: ``(*B, M, M) -> (*B, Y, X)``."""
+    """``F_Y^T patch F_X / gamma``: ``(*B, Nw, Nw) -> (*B, Xh, Xw)``."""
     image = jnp.einsum("...iy,...ij,...jx->...yx", f_y, patch, f_x)
     return image / gamma[..., None, None]
 
@@ -145,11 +145,11 @@ class DRAW:
     """A DRAW network; build it with :func:`draw`.
 
     Attributes:
-      image_shape: ``(Y, X)``.
+      image_shape: ``(Xh, Xw)``.
       steps: ``T``.
-      latent_size: ``Z``.
-      encoder, decoder: rnnjax cells (inputs of size ``R + H_dec`` and ``Z``).
-      read_size, write_size: ``N`` and ``M`` (used with attention only).
+      latent_size: ``J``.
+      encoder, decoder: rnnjax cells (inputs of size ``R + H_dec`` and ``J``).
+      read_size, write_size: ``Nr`` and ``Nw`` (used with attention only).
       attention: the Gaussian filterbank read and write, or the whole image.
     """
 
@@ -183,7 +183,7 @@ class DRAW:
 
     @property
     def read_features(self) -> int:
-        """``R``: ``2 N^2`` with attention, ``2 Y X`` without."""
+        """``R``: ``2 Nr^2`` with attention, ``2 Xh Xw`` without."""
         pixels = self.read_size**2 if self.attention else self._pixels
         return 2 * pixels
 
@@ -195,16 +195,16 @@ class DRAW:
         """Fresh parameters (see the module docstring)."""
         check_key(key, "key")
         h_dec, h_enc = output_size(self.decoder), output_size(self.encoder)
-        Z = self.latent_size
+        J = self.latent_size
         k = jax.random.split(key, 7)
         patch = self.write_size**2 if self.attention else self._pixels
         attn = lambda kk: dense_params(kk, h_dec, 5) if self.attention else {}
         return {
             "encoder": self.encoder.init(k[0], self.read_features + h_dec),
-            "decoder": self.decoder.init(k[1], Z),
+            "decoder": self.decoder.init(k[1], J),
             "q": {
-                "mu": dense_params(k[2], h_enc, Z),
-                "log_sigma": dense_params(k[3], h_enc, Z),
+                "mu": dense_params(k[2], h_enc, J),
+                "log_sigma": dense_params(k[3], h_enc, J),
             },
             "read": attn(k[4]),
             "write": dense_params(k[5], h_dec, patch),
@@ -214,31 +214,31 @@ class DRAW:
     # ------------------------------------------------------------------- pieces
 
     def read(self, params, x, x_hat, h_dec):
-        """``(r (*B, R), Glimpse or None)`` from images ``(*B, Y, X)`` and
+        """``(r (*B, R), Glimpse or None)`` from images ``(*B, Xh, Xw)`` and
         ``h^dec_{t-1} (*B, H_dec)``."""
         if not self.attention:
             flat = lambda a: a.reshape((*a.shape[:-2], self._pixels))
             return jnp.concatenate([flat(x), flat(x_hat)], axis=-1), None
-        N = self.read_size
-        g = glimpse(dense(params["read"], h_dec), self.image_shape, N)
-        f_y, f_x = filterbank(g, self.image_shape, N)
+        Nr = self.read_size
+        g = glimpse(dense(params["read"], h_dec), self.image_shape, Nr)
+        f_y, f_x = filterbank(g, self.image_shape, Nr)
         both = jnp.stack([x, x_hat], axis=-3)  # one einsum for the two glimpses
         f_y, f_x, gamma = f_y[..., None, :, :], f_x[..., None, :, :], g.gamma[..., None]
         patches = apply_read(both, f_y, f_x, gamma)
-        return patches.reshape((*patches.shape[:-3], 2 * N * N)), g
+        return patches.reshape((*patches.shape[:-3], 2 * Nr * Nr)), g
 
     def write(self, params, h_dec):
-        """``(canvas increment (*B, Y, X), Glimpse or None)`` from ``h^dec_t``."""
+        """``(canvas increment (*B, Xh, Xw), Glimpse or None)`` from ``h^dec_t``."""
         w = dense(params["write"], h_dec)
         if not self.attention:
             return w.reshape((*w.shape[:-1], *self.image_shape)), None
-        M = self.write_size
-        g = glimpse(dense(params["write_attn"], h_dec), self.image_shape, M)
-        f_y, f_x = filterbank(g, self.image_shape, M)
-        return apply_write(w.reshape((*w.shape[:-1], M, M)), f_y, f_x, g.gamma), g
+        Nw = self.write_size
+        g = glimpse(dense(params["write_attn"], h_dec), self.image_shape, Nw)
+        f_y, f_x = filterbank(g, self.image_shape, Nw)
+        return apply_write(w.reshape((*w.shape[:-1], Nw, Nw)), f_y, f_x, g.gamma), g
 
     def posterior(self, params, h_enc):
-        """``(mu, log sigma)``, each ``(*B, Z)``, of ``Q(Z_t | h^enc_t)``."""
+        """``(mu, log sigma)``, each ``(*B, J)``, of ``Q(Z_t | h^enc_t)``."""
         q = params["q"]
         return dense(q["mu"], h_enc), dense(q["log_sigma"], h_enc)
 
@@ -255,13 +255,13 @@ class DRAW:
 
         Args:
           params: from :meth:`init`.
-          x: ``(*B, Y, X)`` images in ``[0, 1]`` (binary for an exact likelihood).
-          key: the PRNG key of ``eps = jax.random.normal(key, (*B, T, Z))``.
-          eps: ``(*B, T, Z)``, used instead of drawing from ``key``.
+          x: ``(*B, Xh, Xw)`` images in ``[0, 1]`` (binary for an exact likelihood).
+          key: the PRNG key of ``eps = jax.random.normal(key, (*B, T, J))``.
+          eps: ``(*B, T, J)``, used instead of drawing from ``key``.
 
         Returns:
           ``(bound (*B,), aux)`` with ``aux["kl"] (*B, T)`` (``L^z`` per step),
-          ``aux["nll"] (*B,)`` (``L^x``), ``aux["canvases"] (*B, T, Y, X)``
+          ``aux["nll"] (*B,)`` (``L^x``), ``aux["canvases"] (*B, T, Xh, Xw)``
           (``sigmoid(c_t)``) and, with attention, ``aux["read"]`` and
           ``aux["write"]``: :class:`Glimpse` with fields ``(*B, T)``.
         """
@@ -298,8 +298,8 @@ class DRAW:
         return -(nll + jnp.sum(kl, axis=-1)), aux
 
     def sample(self, params, key=None, batch_shape=(), *, z=None):
-        """Canvases ``sigmoid(c_t) (*B, T, Y, X)`` of the decoder alone run on
-        ``z = jax.random.normal(key, (*B, T, Z))`` (or the given ``z``)."""
+        """Canvases ``sigmoid(c_t) (*B, T, Xh, Xw)`` of the decoder alone run on
+        ``z = jax.random.normal(key, (*B, T, J))`` (or the given ``z``)."""
         batch = self._check_batch(batch_shape)
         z = self._noise(key, z, batch, "z", jnp.float32)
 
@@ -335,7 +335,7 @@ class DRAW:
             return jax.random.normal(key, shape, dtype)
         if tuple(jnp.shape(noise)) != shape:
             raise ValueError(
-                f"{name}: expected shape {shape} (*B, T, Z), got {jnp.shape(noise)}"
+                f"{name}: expected shape {shape} (*B, T, J), got {jnp.shape(noise)}"
             )
         return jnp.asarray(noise, dtype)
 
@@ -370,11 +370,11 @@ def draw(
     latents, 2 x 2 reads, 5 x 5 writes).
 
     Args:
-      image_shape: ``(Y, X)``, height and width (need not be square).
+      image_shape: ``(Xh, Xw)``, height and width (need not be square).
       steps: ``T``, the number of glimpses.
       hidden_size: ``H`` of the default LSTM encoder and decoder.
-      latent_size: ``Z``.
-      read_size, write_size: ``N`` and ``M``, the read and write grids.
+      latent_size: ``J``.
+      read_size, write_size: ``Nr`` and ``Nw``, the read and write grids.
       attention: the Gaussian filterbank read and write (``False``: read the whole
         image and its error, write a whole-image increment).
       encoder, decoder: any rnnjax cells (default ``rnnjax.lstm(hidden_size)``);

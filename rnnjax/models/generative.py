@@ -2,8 +2,8 @@
 al. 2015, "A Recurrent Latent Variable Model for Sequential Data") and STORN (Bayer
 & Osendorfer 2014, "Learning Stochastic Recurrent Networks").
 
-Shapes: ``B`` batch (any number of leading dimensions), ``T`` time, ``X`` data
-features, ``Z`` latent features, ``F`` feature (MLP) width, ``H`` the cell's output
+Shapes (the package legend, :mod:`rnnjax`): ``B`` batch, ``T`` time, ``X`` data
+features, ``J`` latent features, ``F`` feature (MLP) width, ``H`` the cell's output
 (``h_t``) size.
 
 Every MLP below is ``depth`` layers ``relu(u W + b)`` of width ``F``; a Gaussian
@@ -42,9 +42,9 @@ with the Gaussian KL in closed form per step::
 
     KL = sum_j log(s_p / s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2
 
-Noise: :meth:`GenerativeRNN.elbo` draws ``eps = jax.random.normal(key, (*B, T, Z))``
+Noise: :meth:`GenerativeRNN.elbo` draws ``eps = jax.random.normal(key, (*B, T, J))``
 (or takes ``eps``); :meth:`GenerativeRNN.sample` splits ``key`` into ``(k_z, k_x)``
-and draws ``jax.random.normal(k_z, (*B, T, Z))`` and, for the output, either
+and draws ``jax.random.normal(k_z, (*B, T, J))`` and, for the output, either
 ``jax.random.normal(k_x, (*B, T, X))`` or ``jax.random.uniform(k_x, (*B, T, X))``
 (``x = u < sigmoid(l)``).
 
@@ -64,6 +64,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax.cells.base import (
+    Cell,
     check_key,
     check_positive_int,
     dense,
@@ -131,7 +132,7 @@ class GenerativeRNN:
     """A VRNN or STORN; build it with :func:`vrnn` or :func:`storn`.
 
     Attributes:
-      x_size, z_size: ``X``, ``Z``.
+      x_size, z_size: ``X``, ``J``.
       cell: the rnnjax cell of the recurrence (input size ``2F``).
       feature_size: ``F``, the width of every MLP.
       depth: relu layers per MLP.
@@ -177,12 +178,12 @@ class GenerativeRNN:
         """Fresh parameters (Glorot-uniform weights, zero biases; the cell's own
         initialisers for ``"cell"``)."""
         check_key(key, "key")
-        F, Z, H, d = self.feature_size, self.z_size, self.hidden_size, self.depth
+        F, J, H, d = self.feature_size, self.z_size, self.hidden_size, self.depth
         k = jax.random.split(key, 6)
-        gauss = {"mu": Z, "sigma": Z}
+        gauss = {"mu": J, "sigma": J}
         return {
             "phi_x": _mlp_init(k[0], self.x_size, F, d, {}),
-            "phi_z": _mlp_init(k[1], Z, F, d, {}),
+            "phi_z": _mlp_init(k[1], J, F, d, {}),
             "enc": _mlp_init(k[2], F + H, F, d, gauss),
             "dec": _mlp_init(k[3], F + H, F, d, self._out_heads()),
             "prior": _mlp_init(k[4], H, F, d, gauss) if self.prior == "learned" else {},
@@ -197,7 +198,7 @@ class GenerativeRNN:
         return mu, sigma
 
     def prior_dist(self, params, h):
-        """``(mu_0, sigma_0)``, each ``(*B, Z)``, of ``p(z_t | h_{t-1})``."""
+        """``(mu_0, sigma_0)``, each ``(*B, J)``, of ``p(z_t | h_{t-1})``."""
         if self.prior == "fixed":
             zeros = jnp.zeros((*h.shape[:-1], self.z_size), h.dtype)
             return zeros, jnp.ones_like(zeros)
@@ -241,9 +242,9 @@ class GenerativeRNN:
           params: from :meth:`init`.
           xs: ``(*B, T, X)``.
           key: the PRNG key of the reparameterisation noise
-            ``eps = jax.random.normal(key, (*B, T, Z))``.
+            ``eps = jax.random.normal(key, (*B, T, J))``.
           seq_lengths: ``(*B,)`` int; steps ``t >= len`` contribute exactly 0.
-          eps: ``(*B, T, Z)``, used instead of drawing from ``key``.
+          eps: ``(*B, T, J)``, used instead of drawing from ``key``.
 
         Returns:
           ``(elbo (*B,), {"kl": (*B, T), "log_lik": (*B, T)})``, the per-step
@@ -357,7 +358,7 @@ def _make_cell(cell, hidden_size):
         return gru(hidden_size)
     if cell == "lstm":
         return lstm(hidden_size)
-    if isinstance(cell, str) or not hasattr(cell, "recur"):
+    if not isinstance(cell, Cell):
         raise ValueError(
             f"cell: expected 'gru', 'lstm' or an rnnjax cell, got {cell!r}"
         )
@@ -379,7 +380,7 @@ def vrnn(
     """A VRNN (Chung et al. 2015; equations in the module docstring).
 
     Args:
-      x_size: ``X``; z_size: ``Z``; hidden_size: ``H`` of the recurrent cell.
+      x_size: ``X``; z_size: ``J``; hidden_size: ``H`` of the recurrent cell.
       feature_size: ``F``, width of every MLP (default ``hidden_size``).
       depth: relu layers per MLP.
       cell: ``"gru"`` (default), ``"lstm"``, or any rnnjax cell object (its

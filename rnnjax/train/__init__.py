@@ -1,11 +1,13 @@
 """Optax training pieces: masked losses, jitted train and eval steps with gradient
 clipping and skipping of non-finite steps, truncated BPTT, learning-rate schedules,
 data parallelism over every device (``jax.sharding``), checkpoints that are written
-whole or not at all, metrics files, and the experiment loop behind ``rnnjax train``.
+whole or not at all, metrics files, and the experiment behind ``rnnjax train``:
+its tasks (:mod:`rnnjax.train.tasks`, one file each), the :class:`Trainer` that
+owns the jitted functions, the run folders (:mod:`rnnjax.train.runs`).
 
 Import it explicitly (``import rnnjax.train``): ``import rnnjax`` does not load
-Optax. The checkpoint, metrics and experiment names load on first use, so the
-steps do not pay for Orbax, ml_collections and TensorBoard.
+Optax. The checkpoint, metrics, experiment and task names load on first use, so
+the steps do not pay for Orbax, ml_collections and TensorBoard.
 """
 
 import importlib
@@ -36,10 +38,12 @@ _LAZY = {
     "checkpoint": ("rnnjax.train.checkpoint", None),
     "experiment": ("rnnjax.train.experiment", None),
     "metrics": ("rnnjax.train.metrics", None),
+    "tasks": ("rnnjax.train.tasks", None),
     "CheckpointError": ("rnnjax.train.checkpoint", "CheckpointError"),
     "CheckpointWarning": ("rnnjax.train.checkpoint", "CheckpointWarning"),
     "Checkpoints": ("rnnjax.train.checkpoint", "Checkpoints"),
     "MetricsWriter": ("rnnjax.train.metrics", "MetricsWriter"),
+    "Trainer": ("rnnjax.train.trainer", "Trainer"),
     "train_and_evaluate": ("rnnjax.train.experiment", "train_and_evaluate"),
 }
 
@@ -60,6 +64,7 @@ __all__ = [
     "Checkpoints",
     "MetricsWriter",
     "TrainState",
+    "Trainer",
     "accuracy",
     "batch_sharding",
     "bernoulli_nll",
@@ -81,5 +86,6 @@ __all__ = [
     "shard_batch",
     "sharded_objective",
     "softmax_cross_entropy",
+    "tasks",
     "train_and_evaluate",
 ]

@@ -18,10 +18,9 @@ steps with a :class:`CheckpointWarning` and takes the newest complete one; Orbax
 keeps the last ``keep >= 2`` steps, so one always remains after an interrupted
 save.
 
-Testing hook: with ``RNNJAX_TEST_PAUSE=before_commit:<step>`` (or
-``after_commit:<step>``) in the environment, :meth:`Checkpoints.save` of that step
-prints ``rnnjax-test: paused <phase> <step>`` to stderr and sleeps, between the
-two phases (or after the second), so that a test can kill the process there.
+An ``on_save(phase, step)`` callback given to :class:`Checkpoints` is called
+between the two phases (``"before_commit"``) and after the second
+(``"after_commit"``); tests use it to kill a run at those moments.
 """
 
 from __future__ import annotations
@@ -31,16 +30,15 @@ import json
 import os
 import pathlib
 import shutil
-import sys
 import time
 import warnings
+from collections.abc import Callable
 
 import orbax.checkpoint as ocp
 
 __all__ = ["CheckpointError", "CheckpointWarning", "Checkpoints"]
 
 MANIFEST = "rnnjax_manifest.json"
-_PAUSE_ENV = "RNNJAX_TEST_PAUSE"
 
 
 class CheckpointError(ValueError):
@@ -61,11 +59,27 @@ class Checkpoints:
       keep: how many of the newest steps Orbax keeps; at least 2, so that a save
         interrupted after Orbax removed an old step still leaves a complete one.
       read_only: open existing checkpoints without creating or removing anything.
+      on_save: called as ``on_save(phase, step)`` by :meth:`save`, with ``phase``
+        ``"before_commit"`` once Orbax's files are in place and before the
+        manifest (the commit) is written, and ``"after_commit"`` after it.
     """
 
-    def __init__(self, directory, *, keep: int = 3, read_only: bool = False):
+    def __init__(
+        self,
+        directory,
+        *,
+        keep: int = 3,
+        read_only: bool = False,
+        on_save: Callable[[str, int], None] | None = None,
+    ):
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 2:
             raise ValueError(f"keep: expected an int >= 2, got {keep!r}")
+        if on_save is not None and not callable(on_save):
+            raise TypeError(
+                f"on_save: expected a callable (phase, step) or None, got "
+                f"{type(on_save).__name__}"
+            )
+        self.on_save = on_save
         self.directory = pathlib.Path(directory).absolute()
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"{self.directory}: no checkpoints (no directory)")
@@ -92,9 +106,11 @@ class Checkpoints:
                 f"{self.path(step)}: not saved: Orbax refuses a step at or before its "
                 f"latest ({self._manager.latest_step()})"
             )
-        _test_pause("before_commit", step)
+        if self.on_save is not None:
+            self.on_save("before_commit", step)
         _write_manifest(self.path(step))
-        _test_pause("after_commit", step)
+        if self.on_save is not None:
+            self.on_save("after_commit", step)
         return self.path(step)
 
     def verify(self, step: int) -> None:
@@ -235,10 +251,3 @@ def verify(step_dir) -> None:
                 f"{path}: damaged: its contents differ from what the checkpoint wrote "
                 f"(SHA-256 mismatch)"
             )
-
-
-def _test_pause(phase: str, step: int) -> None:
-    """The testing hook of the module docstring."""
-    if os.environ.get(_PAUSE_ENV) == f"{phase}:{step}":
-        print(f"rnnjax-test: paused {phase} {step}", file=sys.stderr, flush=True)
-        time.sleep(600)

@@ -142,8 +142,8 @@ def bernoulli_nll(logits, targets, mask=None):
     ``softplus(l) - y * l`` (``= -y log sigmoid(l) - (1 - y) log sigmoid(-l)``).
 
     Args:
-      logits: ``(B, T, N)``.
-      targets: ``(B, T, N)`` in ``{0, 1}`` (or probabilities).
+      logits: ``(B, T, X)``.
+      targets: ``(B, T, X)`` in ``{0, 1}`` (or probabilities).
       mask: ``(B, T)``, scored steps.
 
     Returns:

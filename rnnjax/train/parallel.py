@@ -83,7 +83,7 @@ def data_mesh(
 def batch_sharding(mesh: Mesh) -> NamedSharding:
     """``NamedSharding(mesh, P(axis))``: axis 0 split over every mesh device (over
     all of a multi-axis mesh's axes together)."""
-    _check_mesh(mesh)
+    check_mesh(mesh)
     names = mesh.axis_names
     return NamedSharding(mesh, P(names[0] if len(names) == 1 else names))
 
@@ -129,11 +129,12 @@ def replicate(tree, mesh: Mesh):
     """Places every leaf of ``tree`` (a :class:`~rnnjax.train.TrainState`, params,
     a key, ...) whole on every device of ``mesh``: ``NamedSharding(mesh, P())``.
     With several processes the leaves must hold the same values in each."""
-    _check_mesh(mesh)
+    check_mesh(mesh)
     return jax.device_put(tree, NamedSharding(mesh, P()))
 
 
-def _check_mesh(mesh):
+def check_mesh(mesh) -> None:
+    """``TypeError`` naming ``mesh`` unless it is a ``jax.sharding.Mesh``."""
     if not isinstance(mesh, Mesh):
         raise TypeError(
             f"mesh: expected a jax.sharding.Mesh (from data_mesh()), got "

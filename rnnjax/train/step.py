@@ -26,7 +26,8 @@ from jax import lax
 from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 
-from rnnjax.train.parallel import _check_mesh, batch_sharding
+from rnnjax.train import _update
+from rnnjax.train.parallel import batch_sharding, check_mesh
 
 __all__ = [
     "TrainState",
@@ -66,26 +67,9 @@ def _objective(apply_fn, loss_fn):
     """``(params, batch, key) -> (loss, count)`` for ``value_and_grad``."""
 
     def objective(params, batch, key):
-        return _split(loss_fn(apply_fn(params, batch, key), batch))
+        return _update.split_loss(loss_fn(apply_fn(params, batch, key), batch))
 
     return objective
-
-
-def _split(result):
-    """``loss`` or ``(loss, count)`` -> ``(loss, count)``; count ``-1`` if absent."""
-    if isinstance(result, tuple):
-        if len(result) != 2:
-            raise ValueError(
-                f"loss_fn: expected a scalar or (loss, count), got a tuple of "
-                f"{len(result)}"
-            )
-        loss, count = result
-    else:
-        loss, count = result, jnp.asarray(-1, jnp.int32)
-    loss = jnp.asarray(loss)
-    if loss.shape != ():
-        raise ValueError(f"loss_fn: expected a scalar loss, got shape {loss.shape}")
-    return loss, jnp.asarray(count)
 
 
 def sharded_objective(apply_fn, loss_fn, mesh: Mesh):
@@ -130,14 +114,14 @@ def _sharded_grad(apply_fn, loss_fn, mesh):
 def _weighted_objective(apply_fn, loss_fn, mesh):
     """Per device: ``(weighted loss, (total loss, total count))``, the weighted
     losses summing over the devices to the total."""
-    _check_mesh(mesh)
+    check_mesh(mesh)
     axes = tuple(mesh.axis_names)
 
     def weighted(params, batch, key):
         if key is not None and mesh.size > 1:
             key = jax.random.fold_in(key, lax.axis_index(axes))
         result = loss_fn(apply_fn(params, batch, key), batch)
-        loss, count = _split(result)
+        loss, count = _update.split_loss(result)
         if isinstance(result, tuple):
             total_count = lax.psum(count, axes)
             part = loss * count / total_count
@@ -152,41 +136,6 @@ def _shard(fn, mesh):
     """``fn(params, batch, key)`` under ``shard_map``: batch split, rest whole."""
     batch_spec = batch_sharding(mesh).spec
     return jax.shard_map(fn, mesh=mesh, in_specs=(P(), batch_spec, P()), out_specs=P())
-
-
-def _tx(optimizer, clip_norm):
-    if clip_norm is None:
-        return optimizer, False
-    if not clip_norm > 0:
-        raise ValueError(
-            f"clip_norm: expected a positive float or None, got {clip_norm!r}"
-        )
-    return optax.chain(optax.clip_by_global_norm(clip_norm), optimizer), True
-
-
-def _tx_update(tx, chained, state, loss, grads):
-    """One guarded update: returns ``(state, metrics)``; a non-finite loss or
-    gradient leaves ``params`` and ``opt_state`` bit-for-bit unchanged."""
-    grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(loss)
-    for g in jax.tree.leaves(grads):
-        finite = finite & jnp.all(jnp.isfinite(g))
-    opt_state = (optax.EmptyState(), state.opt_state) if chained else state.opt_state
-    updates, new_opt_state = tx.update(grads, opt_state, state.params)
-    new_opt_state = new_opt_state[1] if chained else new_opt_state
-    new_params = optax.apply_updates(state.params, updates)
-
-    def keep(new, old):
-        return jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
-
-    skip = jnp.logical_not(finite)
-    state = TrainState(
-        step=state.step + 1,
-        params=keep(new_params, state.params),
-        opt_state=keep(new_opt_state, state.opt_state),
-        skipped=state.skipped + skip.astype(jnp.int32),
-    )
-    return state, {"loss": loss, "grad_norm": grad_norm, "skipped": skip}
 
 
 def make_train_step(
@@ -219,7 +168,7 @@ def make_train_step(
       The step. ``metrics`` holds ``loss``, ``grad_norm`` (before clipping),
       ``skipped`` (a bool) and ``count`` (from ``loss_fn``, ``-1`` if it gives none).
     """
-    tx, chained = _tx(optimizer, clip_norm)
+    tx, chained = _update.clipped(optimizer, clip_norm)
     if mesh is None:
         grad_fn = jax.value_and_grad(_objective(apply_fn, loss_fn), has_aux=True)
     else:
@@ -228,7 +177,7 @@ def make_train_step(
     @jax.jit
     def train_step(state: TrainState, batch, key):
         (loss, count), grads = grad_fn(state.params, batch, key)
-        state, metrics = _tx_update(tx, chained, state, loss, grads)
+        state, metrics = _update.guarded_update(tx, chained, state, loss, grads)
         return state, {**metrics, "count": count}
 
     return train_step

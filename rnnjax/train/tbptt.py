@@ -27,13 +27,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax.train import step as _step
+from rnnjax.train import _update
 
 __all__ = ["make_tbptt_step"]
 
 
 def _chunks(batch, chunk_size, time_axis):
-    """Cuts every leaf ``(..., T, ...)`` into ``(T // K, ..., K, ...)``."""
+    """Cuts every leaf ``(..., T, ...)`` into ``(T // C, ..., C, ...)``."""
     leaves = jax.tree.leaves(batch)
     if not leaves:
         raise ValueError("batch: expected at least one array, got none")
@@ -74,22 +74,22 @@ def make_tbptt_step(
       apply_fn, loss_fn: see the module docstring (the carry contract).
       optimizer: an ``optax.GradientTransformation``; the state comes from
         :func:`rnnjax.train.init_state`.
-      chunk_size: ``K``, the truncation length; the batch's ``T`` must be a multiple.
+      chunk_size: ``C``, the truncation length; the batch's ``T`` must be a multiple.
       clip_norm: global-norm gradient clipping per chunk, ``None`` for none.
       time_axis: the time axis of every batch leaf (1 for ``(B, T, ...)``).
 
     Each chunk is one step of :func:`rnnjax.train.make_train_step`: clipped, and
     skipped when its loss or gradient is not finite (a skipped chunk also leaves the
     carry as it was before the chunk). ``metrics`` holds one entry per chunk:
-    ``loss``, ``grad_norm``, ``skipped`` and ``count``, each of shape ``(T // K,)``.
+    ``loss``, ``grad_norm``, ``skipped`` and ``count``, each of shape ``(T // C,)``.
     """
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size: expected a positive int, got {chunk_size!r}")
-    tx, chained = _step._tx(optimizer, clip_norm)
+    tx, chained = _update.clipped(optimizer, clip_norm)
 
     def objective(params, xs, carry, key):
         carry, outputs = apply_fn(params, xs, carry, key)
-        loss, count = _step._split(loss_fn(outputs, xs))
+        loss, count = _update.split_loss(loss_fn(outputs, xs))
         return loss, (count, carry)
 
     grad_fn = jax.value_and_grad(objective, has_aux=True)
@@ -106,7 +106,7 @@ def make_tbptt_step(
             (loss, (count, new_carry)), grads = grad_fn(
                 state.params, xs, carry, chunk_key
             )
-            state, metrics = _step._tx_update(tx, chained, state, loss, grads)
+            state, metrics = _update.guarded_update(tx, chained, state, loss, grads)
             keep = jnp.logical_not(metrics["skipped"])
             carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
             return (state, carry), {**metrics, "count": count}

@@ -107,8 +107,8 @@ def test_linear_coefficients(name):
     mask = jnp.asarray(np.random.default_rng(0).random((3, H)) < 0.5, jnp.float32)
     masked, _ = cell.recur(params, carry, z, rec_mask=mask)
     ref.assert_tree_close(masked, ref.to64(a * (mask * carry) + b), "rec_mask")
-    assert cell.linear_recurrence is True
-    assert cell.fusable is False
+    assert isinstance(cell, rnnjax.LinearRecurrenceCell)
+    assert not isinstance(cell, rnnjax.FusedFormCell)
 
 
 def test_min_lstm_gates_are_stable():

@@ -153,3 +153,52 @@ def test_rejects_other_layers_and_unbuilt_ones():
         from_keras(keras.layers.SimpleRNN(3))
     with pytest.raises(ValueError, match="layer: expected a built LSTM"):
         from_keras(keras.layers.LSTM(H))
+
+
+def _masked_inputs():
+    """``x (B, T, I)`` whose first sequence is zero after its 3 valid steps."""
+    x = inputs(seed=4)
+    lengths = np.array([3] + [T] * (B - 1))
+    x[0, 3:] = 0.0
+    return x, lengths
+
+
+def test_masked_steps_differ_as_documented():
+    """Keras repeats the last valid output at masked steps; rnnjax gives zeros.
+    The valid outputs and the final states agree (rnnjax.interop.keras says so)."""
+    layer = built(keras.layers.LSTM(H, return_sequences=True, return_state=True))
+    x, lengths = _masked_inputs()
+    mask = np.arange(T)[None] < lengths[:, None]
+    with keras_code():
+        ys_k, h_k, c_k = [np.asarray(a) for a in layer(x, mask=mask)]
+    model, params = from_keras(layer)
+    carry, ys = model.apply(params, jnp.asarray(x), seq_lengths=jnp.asarray(lengths))
+    valid = jnp.asarray(mask)[..., None]
+    assert_close(jnp.where(valid, ys, 0.0), jnp.where(valid, ys_k, 0.0), "ys")
+    np.testing.assert_array_equal(np.asarray(ys)[0, 3:], 0.0)
+    for t in range(3, T):  # Keras: the last valid output, repeated
+        np.testing.assert_array_equal(ys_k[0, t], ys_k[0, 2])
+    assert_close(carry[0][0].h, h_k, "h")
+    assert_close(carry[0][0].c, c_k, "c")
+
+
+def test_masking_layer_with_initial_state_differs_as_documented():
+    """A Masking layer meeting initial_state: Keras returns the unmasked run's final
+    state; rnnjax the state at the last valid step."""
+    layer = built(keras.layers.LSTM(H, return_sequences=True, return_state=True))
+    x, lengths = _masked_inputs()
+    h0 = np.full((B, H), 0.3, np.float32)
+    c0 = np.full((B, H), 0.1, np.float32)
+    with keras_code():
+        inp, ih, ic = keras.Input((T, IN)), keras.Input((H,)), keras.Input((H,))
+        out = layer(keras.layers.Masking(0.0)(inp), initial_state=[ih, ic])
+        keras_model = keras.Model([inp, ih, ic], out)
+        _, h_k, _ = [np.asarray(a) for a in keras_model([x, h0, c0])]
+    model, params = from_keras(layer)
+    start = ((rnnjax.LSTMState(jnp.asarray(c0), jnp.asarray(h0), None),),)
+    lengths = jnp.asarray(lengths)
+    carry, _ = model.apply(params, jnp.asarray(x), seq_lengths=lengths, carry=start)
+    unmasked, _ = model.apply(params, jnp.asarray(x), carry=start)
+    assert_close(carry[0][0].h[1:], h_k[1:], "full-length h")
+    assert_close(unmasked[0][0].h[0], h_k[0], "Keras: the unmasked run")
+    assert not np.allclose(carry[0][0].h[0], h_k[0], atol=1e-4)

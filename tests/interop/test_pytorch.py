@@ -230,6 +230,24 @@ def test_to_torch_from_rnnjax_params(cell, num_layers, bidirectional):
         assert_close(a, b.detach().numpy(), "state")
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_to_torch_biases_as_documented(kind):
+    """One rnnjax bias b becomes bias_ih = b and bias_hh = 0 (the GRU's b_hn stays
+    in bias_hh's n block): the same function, not the original state dict."""
+    module = make_module(kind, 1, False)
+    model, params = from_torch(module)
+    state = to_torch(model, params).state_dict()
+    p = params[0][0]
+    np.testing.assert_array_equal(state["bias_ih_l0"].numpy(), p["b"])
+    expected_hh = np.zeros_like(p["b"])
+    if kind == "gru":
+        expected_hh[2 * H :] = p["b_hn"]
+    np.testing.assert_array_equal(state["bias_hh_l0"].numpy(), expected_hh)
+    assert not np.array_equal(
+        state["bias_hh_l0"].numpy(), module.state_dict()["bias_hh_l0"].numpy()
+    )
+
+
 def test_to_torch_without_bias():
     model = rnnjax.stack(rnnjax.gru(H))
     params = randomize(model.init(jax.random.key(0), IN))

@@ -112,3 +112,20 @@ def test_errors(tmp_path, saved):
         ckpts.restore_latest(state())
     with Checkpoints(tmp_path / "empty", keep=2) as ckpts:
         assert ckpts.restore_latest(state()) is None
+
+
+def test_on_save_is_called_between_the_phases(tmp_path):
+    """The callback sees the step before the commit (Orbax's files, no manifest)
+    and after it (complete)."""
+    seen = []
+
+    def on_save(phase, step):
+        manifest = (tmp_path / "ck" / str(step) / checkpoint.MANIFEST).exists()
+        seen.append((phase, step, manifest))
+
+    with Checkpoints(tmp_path / "ck", keep=2, on_save=on_save) as ckpts:
+        ckpts.save(5, state(5))
+        ckpts.verify(5)
+    assert seen == [("before_commit", 5, False), ("after_commit", 5, True)]
+    with pytest.raises(TypeError, match="on_save: expected a callable"):
+        Checkpoints(tmp_path / "ck", on_save="pause")

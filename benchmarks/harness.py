@@ -1,4 +1,7 @@
-"""Shared pieces of the CPU benchmark scripts: flags, timing, the table.
+"""The one timing harness of the benchmark scripts (and of ``studies/``): timers,
+medians, interleaved rounds, the contenders and their table, the environment lines,
+the generated blocks of ``RESULTS.md``, and the only places where the scripts call
+``rnnjax.unroll`` and ``Stack.apply`` (:func:`unroll_fn`, :func:`stack_fn`).
 
 Every contender is a pair of callables over its own arguments: ``forward`` returns
 the outputs ``ys (B, T, H)``; ``backward`` returns the gradients of ``sum(ys)``
@@ -8,6 +11,9 @@ every contender once, in a fresh random order) so that the noise of a shared
 machine falls on all of them alike. PyTorch is timed in its own block afterwards:
 its OpenMP threads keep spinning for a while after each call, which would slow
 down whichever JAX contender came next.
+
+A script in ``studies/`` imports it with
+``sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import pathlib
 
 # Keras 3 reads its backend once, at its first import: the JAX one, for the Keras
 # contenders (a KERAS_BACKEND set by the caller wins, and those rows are skipped).
@@ -33,6 +40,72 @@ import jax.numpy as jnp
 import rnnjax
 
 REFERENCE = "rnnjax auto"
+
+
+# ----------------------------------------------------------------------- timers
+
+
+def seconds(fn) -> float:
+    """Wall seconds of one call of ``fn()`` (which blocks on its own result)."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_ms(fn, *, repeats: int, warmup: int = 1, block=jax.block_until_ready):
+    """Median milliseconds of ``block(fn())`` over ``repeats`` calls, after
+    ``warmup`` untimed ones (the first compiles a jitted ``fn``)."""
+    for _ in range(warmup):
+        block(fn())
+    return statistics.median(seconds(lambda: block(fn())) * 1e3 for _ in range(repeats))
+
+
+def interleaved(
+    runs, repeats: int, warmup: int = 1, *, block=jax.block_until_ready, seed=0
+) -> dict[str, tuple[float, ...]]:
+    """``runs``: name -> a tuple of callables (e.g. forward, forward+backward).
+    Each is called ``warmup`` times untimed, then ``repeats`` rounds time every
+    callable of every name once, the names in a fresh random order each round.
+    Returns name -> the median milliseconds of each of its callables."""
+    for fns in runs.values():
+        for fn in fns:
+            for _ in range(warmup):
+                block(fn())
+    times = {name: [[] for _ in fns] for name, fns in runs.items()}
+    order, names = random.Random(seed), list(runs)
+    for _ in range(repeats):
+        order.shuffle(names)
+        for name in names:
+            for fn, out in zip(runs[name], times[name], strict=True):
+                out.append(seconds(lambda fn=fn: block(fn())) * 1e3)
+    return {name: tuple(statistics.median(t) for t in ts) for name, ts in times.items()}
+
+
+# ----------------------------------------------------------------------- rnnjax
+
+
+def unroll_fn(cell, **options):
+    """``f(params, xs (B, T, I)) -> ys (B, T, H)``: ``rnnjax.unroll`` of ``cell``
+    with ``options=rnnjax.UnrollOptions(**options)`` (``impl``, ``unroll``,
+    ``remat``, ``chunk_size``; none: the defaults)."""
+    opts = rnnjax.UnrollOptions(**options)
+    return lambda params, xs: rnnjax.unroll(cell, params, xs, options=opts)[1]
+
+
+def stack_fn(model, **options):
+    """``f(params, xs (B, T, I)) -> ys``: ``model.apply`` of an ``rnnjax.Stack``
+    with the unroll options ``rnnjax.UnrollOptions(**options)``. The one place the
+    scripts call ``Stack.apply``."""
+    opts = rnnjax.UnrollOptions(**options)
+    # Stack.apply still takes the four options as keywords (issue 12 moves it to
+    # options=opts): adapt this line only.
+    kwargs = dict(
+        impl=opts.impl, unroll=opts.unroll, remat=opts.remat, chunk_size=opts.chunk_size
+    )
+    return lambda params, xs: model.apply(params, xs, **kwargs)[1]
+
+
+# ----------------------------------------------------------------------- contenders
 
 
 @dataclasses.dataclass
@@ -104,6 +177,19 @@ def selected(args, name: str) -> bool:
     return name == REFERENCE or not keys or any(k in name for k in keys)
 
 
+def adder(args, out: list):
+    """``add(name, make)``: appends ``make()`` to ``out`` when ``--only`` selects
+    ``name`` and its library is installed."""
+
+    def add(name, make):
+        if selected(args, name):
+            contender = optional(make)
+            if contender is not None:
+                out.append(contender)
+
+    return add
+
+
 def jax_contender(name, f, params, xs) -> Contender:
     """``f(params, xs) -> ys``; jits the forward and the gradient of ``sum(ys)``."""
     fwd = jax.jit(f)
@@ -113,13 +199,28 @@ def jax_contender(name, f, params, xs) -> Contender:
     def compile_seconds():
         # A fresh jax.jit each time: its own trace, lowering and XLA compile.
         return tuple(
-            _seconds(lambda g=g: jax.jit(g).lower(params, xs).compile())
+            seconds(lambda g=g: jax.jit(g).lower(params, xs).compile())
             for g in (f, jax.grad(loss, argnums=(0, 1)))
         )
 
     return Contender(
         name, lambda: fwd(params, xs), lambda: bwd(params, xs), compile=compile_seconds
     )
+
+
+def rnnjax_rows(args, add, make_cell, params, xs) -> None:
+    """``add``s the rows ``rnnjax auto``, ``rnnjax fused``, ``rnnjax scan`` of the
+    cell ``make_cell()`` and, with ``--bf16``, ``rnnjax auto bf16`` (the cell
+    ``make_cell(dtype=jnp.bfloat16)``: bfloat16 products, float32 parameters and
+    state)."""
+    cell = make_cell()
+    if args.bf16:
+        f = unroll_fn(make_cell(dtype=jnp.bfloat16))
+        name = "rnnjax auto bf16"
+        add(name, lambda: jax_contender(name, f, params, xs))
+    for impl in ("auto", "fused", "scan"):
+        name, f = f"rnnjax {impl}", unroll_fn(cell, impl=impl)
+        add(name, lambda name=name, f=f: jax_contender(name, f, params, xs))
 
 
 def shard_map_contender(name, f, params, xs, devices: int) -> Contender:
@@ -154,7 +255,7 @@ def shard_map_contender(name, f, params, xs, devices: int) -> Contender:
 
     def compile_seconds():
         return tuple(
-            _seconds(lambda g=g: jax.jit(g).lower(params, xs).compile())
+            seconds(lambda g=g: jax.jit(g).lower(params, xs).compile())
             for g in programs
         )
 
@@ -179,12 +280,6 @@ def add_device_rows(args, add, xs, rows) -> None:
                 name, f, p, xs, args.devices
             ),
         )
-
-
-def _seconds(fn) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def nnx_contender(name, make_cell, xs) -> Contender:
@@ -326,32 +421,15 @@ def torch_contender(name, module, xs_np, autocast: bool = False) -> Contender:
     return Contender(name, forward, backward, block=lambda out: out, group="torch")
 
 
-def _time_once(fn, block) -> float:
-    start = time.perf_counter()
-    block(fn())
-    return (time.perf_counter() - start) * 1e3
-
-
 def measure(contenders, repeats: int, warmup: int) -> dict[str, tuple[float, float]]:
-    """Median ms of (forward, forward+backward) per contender (see the module
-    docstring for the order of the runs)."""
-    runs = {c.name: ([], []) for c in contenders}
-    order = random.Random(0)
+    """Median ms of (forward, forward+backward) per contender: the JAX ones in
+    interleaved rounds, then PyTorch's in their own (see the module docstring)."""
+    medians = {}
     for group in dict.fromkeys(c.group for c in contenders):
         members = [c for c in contenders if c.group == group]
-        for c in members:  # compile and warm up
-            for _ in range(warmup):
-                c.block(c.forward())
-                c.block(c.backward())
-        for _ in range(repeats):
-            order.shuffle(members)
-            for c in members:
-                runs[c.name][0].append(_time_once(c.forward, c.block))
-                runs[c.name][1].append(_time_once(c.backward, c.block))
-    return {
-        c.name: (statistics.median(runs[c.name][0]), statistics.median(runs[c.name][1]))
-        for c in contenders
-    }
+        runs = {c.name: (c.forward, c.backward) for c in members}
+        medians.update(interleaved(runs, repeats, warmup, block=members[0].block))
+    return {c.name: medians[c.name] for c in contenders}
 
 
 def table(results, title: str) -> str:
@@ -420,3 +498,37 @@ def report(args, results, title: str, script: str) -> None:
     print()
     print(f"- command: `{cmd}`")
     print(environment())
+
+
+# ----------------------------------------------------------------------- RESULTS.md
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The HTML comments around the block that the script ``name`` generates."""
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
+def write_block(path: pathlib.Path, name: str, block: str) -> None:
+    """Replaces the block ``name`` of ``path``, between its :func:`markers`
+    (appended when absent); the rest of the file is kept as it is."""
+    start, end = markers(name)
+    text = path.read_text() if path.exists() else ""
+    block = f"{start}\n{block}\n{end}"
+    if start in text and end in text:
+        head, rest = text.split(start, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip() + ("\n\n" if text else "") + block + "\n"
+    path.write_text(text)
+
+
+def add_results_option(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--results",
+        type=pathlib.Path,
+        default=None,
+        help=f"also write {what} into this file's generated block (e.g. "
+        "benchmarks/RESULTS.md)",
+    )

@@ -9,9 +9,9 @@ column blocks), in interleaved rounds; in PyTorch as an eager loop (its product
 alone is also timed, one call). Medians. XLA options apply through
 ``XLA_FLAGS``, e.g.::
 
-    python benchmarks/step_product.py
-    XLA_FLAGS=--xla_cpu_use_onednn=true python benchmarks/step_product.py
-    taskset -c 0 python benchmarks/step_product.py   # one core: XLA's threads
+    python benchmarks/studies/step_product.py
+    XLA_FLAGS=--xla_cpu_use_onednn=true python benchmarks/studies/step_product.py
+    taskset -c 0 python benchmarks/studies/step_product.py   # one core: XLA's threads
 
 (The bf16 row casts ``W_h`` inside the step; XLA hoists the cast out of the loop.)
 """
@@ -20,22 +20,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
+import sys
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import harness
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-
-
-def _median_ms(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def _formulations(b, h):
@@ -94,16 +87,11 @@ def main():
     flops = 2 * b * h * 4 * h
 
     loops = {n: _loop(f, b, h, steps) for n, f in _formulations(b, h).items()}
-    for f in loops.values():
-        jax.block_until_ready(f(w))  # compile
-    times = {n: [] for n in loops}
-    for _ in range(args.repeats):
-        for n, f in loops.items():
-            times[n].append(_median_ms(lambda f=f: jax.block_until_ready(f(w)), 1))
+    runs = {n: (lambda f=f: f(w),) for n, f in loops.items()}
+    medians = harness.interleaved(runs, args.repeats)
 
     print(f"B={b} H={h} T={steps}, XLA_FLAGS={os.environ.get('XLA_FLAGS', '')!r}")
-    for n, t in times.items():
-        ms = statistics.median(t)
+    for n, (ms,) in medians.items():
         print(
             f"| JAX scan of {steps}: {n} | {ms:.1f} ms "
             f"| {ms / steps * 1e3:.0f} us/step |"
@@ -123,13 +111,13 @@ def main():
             state = torch.tanh(g[:, :h]) + g[:, 3 * h :]
         return state
 
-    torch_loop()
-    ms = statistics.median(_median_ms(torch_loop, 1) for _ in range(args.repeats))
+    same = lambda out: out
+    ms = harness.median_ms(torch_loop, repeats=args.repeats, block=same)
     print(
         f"| PyTorch eager loop of {steps} | {ms:.1f} ms "
         f"| {ms / steps * 1e3:.0f} us/step |"
     )
-    ms = statistics.median(_median_ms(lambda: tx @ tw, 5) for _ in range(args.repeats))
+    ms = harness.median_ms(lambda: tx @ tw, repeats=5 * args.repeats, block=same)
     print(f"| PyTorch one product | {ms:.3f} ms | {flops / ms / 1e6:.0f} GFLOP/s |")
 
 

@@ -4,14 +4,19 @@ device against the batch split over N CPU devices, two ways: by hand with
 partitioning of a sharded batch (``make_train_step`` fed ``shard_batch``). Same
 process, interleaved, medians::
 
-    python benchmarks/train_step_devices.py --devices 2 --steps 30
+    python benchmarks/studies/train_step_devices.py --devices 2 --steps 30
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
-import time
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import harness
 
 
 def main():
@@ -31,8 +36,7 @@ def main():
 
     config = char_lstm.get_config()
     exp = experiment.build(config)
-    apply_fn = functools.partial(experiment._apply, exp.model, config.task)
-    loss_fn = functools.partial(experiment._loss, config.task)
+    apply_fn, loss_fn = exp.apply_fn, exp.loss_fn
     clip = config.optimizer.clip_norm or None
     mesh = train.data_mesh()
     make = functools.partial(step.make_train_step, apply_fn, loss_fn, exp.optimizer)
@@ -47,15 +51,18 @@ def main():
         for k, (_, m) in runs.items()
     }
     times = {k: [] for k in runs}
+
+    def step_once(name, fn, batch, i):
+        states[name], metrics = fn(states[name], batch, jax.random.key(i))
+        jax.block_until_ready(metrics)
+
     for i in range(args.steps + 1):  # the first round compiles
-        batch = exp.task.train_batch(i)
+        batch = exp.data.train_batch(i)
         for name, (fn, m) in runs.items():
             b = batch if m is None else train.shard_batch(batch, m)
-            start = time.perf_counter()
-            states[name], metrics = fn(states[name], b, jax.random.key(i))
-            jax.block_until_ready(metrics)
+            took = harness.seconds(lambda a=(name, fn, b, i): step_once(*a))
             if i:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(took)
     for name, t in times.items():
         ms = 1e3 * statistics.median(t)
         print(f"| {name} | {ms:.1f} ms | {1e3 / ms:.1f} steps/s |")

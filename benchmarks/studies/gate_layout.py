@@ -3,16 +3,18 @@ interleaved per block of units, in a pipelined LSTM scan (the structure of
 rnnjax's fused forward: the step reads ``zs[t + 1]`` into its carry), same
 process, interleaved rounds, medians::
 
-    python benchmarks/gate_layout.py            # B,T,I,H = 32,128,128,256
-    python benchmarks/gate_layout.py 64,256,512,512
+    python benchmarks/studies/gate_layout.py            # B,T,I,H = 32,128,128,256
+    python benchmarks/studies/gate_layout.py 64,256,512,512
 """
 
 from __future__ import annotations
 
-import statistics
+import os
 import sys
-import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import harness
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,15 +79,11 @@ def main():
     for name, fn in fns.items():
         diff = float(jnp.max(jnp.abs(fn(w_h, w_x, xs) - want)))
         print(f"{name}: max difference to contiguous {diff:.1e}")
-    times = {name: [] for name in fns}
-    for _ in range(15):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn(w_h, w_x, xs))
-            times[name].append((time.perf_counter() - start) * 1e3)
+    runs = {name: (lambda fn=fn: fn(w_h, w_x, xs),) for name, fn in fns.items()}
+    medians = harness.interleaved(runs, repeats=15)
     print(f"B,T,I,H = {shape}, forward ms:")
-    for name, ms in times.items():
-        print(f"| {name} | {statistics.median(ms):.1f} |")
+    for name, (ms,) in medians.items():
+        print(f"| {name} | {ms:.1f} |")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ Each commit's ``fused.py`` is loaded from git as its own module (it imports the 
 of ``rnnjax`` from the working tree) and run through ``rnnjax.unroll``; all are timed
 in interleaved rounds with the scan reference, forward and forward+backward::
 
-    python benchmarks/ablation.py lstm e0eed2b cfbc6ea HEAD --repeats 20
+    python benchmarks/studies/ablation.py lstm e0eed2b cfbc6ea HEAD --repeats 20
 """
 
 from __future__ import annotations
@@ -12,19 +12,21 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import random
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import harness
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import rnnjax
 import rnnjax.kernels as kernels
+
+MIB = 2**20
 
 
 def load_fused(commit: str):
@@ -65,41 +67,32 @@ def main():
         def f(p, x):
             kernels.select = lambda c, impl: recurrence
             try:
-                return rnnjax.unroll(cell, p, x)[1]
+                return harness.unroll_fn(cell)(p, x)
             finally:
                 kernels.select = select
 
         return f
 
     impls = {f"fused @ {c}": through(load_fused(c)) for c in args.commits}
-    impls["scan reference"] = lambda p, x: rnnjax.unroll(cell, p, x, impl="scan")[1]
-    runs = {}
+    impls["scan reference"] = harness.unroll_fn(cell, impl="scan")
+    compiled, temps = {}, {}
     for name, f in impls.items():
         fwd = jax.jit(f).lower(params, xs).compile()
         loss = lambda p, x, f=f: jnp.sum(f(p, x))
         bwd = jax.jit(jax.grad(loss, argnums=(0, 1))).lower(params, xs).compile()
-        temps = [c.memory_analysis().temp_size_in_bytes / 2**20 for c in (fwd, bwd)]
-        runs[name] = (fwd, bwd, temps, [], [])
-        for _ in range(3):
-            jax.block_until_ready(fwd(params, xs))
-            jax.block_until_ready(bwd(params, xs))
-    order, names = random.Random(0), list(runs)
-    for _ in range(args.repeats):
-        order.shuffle(names)
-        for name in names:
-            fwd, bwd, _, tf, tb = runs[name]
-            for fn, out in ((fwd, tf), (bwd, tb)):
-                start = time.perf_counter()
-                jax.block_until_ready(fn(params, xs))
-                out.append((time.perf_counter() - start) * 1e3)
+        temps[name] = [
+            c.memory_analysis().temp_size_in_bytes / 2**20 for c in (fwd, bwd)
+        ]
+        compiled[name] = (lambda g=fwd: g(params, xs), lambda g=bwd: g(params, xs))
+    medians = harness.interleaved(compiled, args.repeats, warmup=3)
     print(
         f"| {args.cell.upper()} | fwd ms | fwd+bwd ms | fwd temp MiB | bwd temp MiB |"
     )
     print("|---|---:|---:|---:|---:|")
-    for name, (_, _, temps, tf, tb) in runs.items():
+    for name, (tf, tb) in medians.items():
         print(
-            f"| {name} | {statistics.median(tf):.1f} | {statistics.median(tb):.1f} "
-            f"| {temps[0]:.0f} | {temps[1]:.0f} |"
+            f"| {name} | {tf:.1f} | {tb:.1f} "
+            f"| {temps[name][0]:.0f} | {temps[name][1]:.0f} |"
         )
 
 

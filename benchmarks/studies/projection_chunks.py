@@ -5,17 +5,21 @@ one product, before the loop) against projected chunk by chunk inside it (what
 medians; forward+backward too (it takes the hoisted path in both, so the two columns
 should agree)::
 
-    python benchmarks/projection_chunks.py lstm 64,256,512,512 32,128,128,256
+    python benchmarks/studies/projection_chunks.py lstm 64,256,512,512 32,128,128,256
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
-from _common import Contender, environment, measure
+from harness import Contender, environment, measure, unroll_fn
 
 import rnnjax
 from rnnjax.kernels import fused
@@ -33,7 +37,7 @@ def _hoisted():
 
 
 def _contender(name, cell, params, xs, hoisted: bool) -> Contender:
-    f = lambda p, x: rnnjax.unroll(cell, p, x)[1]
+    f = unroll_fn(cell)
     g = jax.grad(lambda p, x: jnp.sum(f(p, x)), argnums=(0, 1))
     with _hoisted() if hoisted else contextlib.nullcontext():
         fwd = jax.jit(f).lower(params, xs).compile()

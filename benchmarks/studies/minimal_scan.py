@@ -1,12 +1,13 @@
 """minGRU and minLSTM: the associative (parallel) scan against the sequential scan.
 
-``rnnjax.unroll(cell, params, xs, impl=...)`` end to end (input projection included,
-the same for both), forward (outputs of every step) and forward+backward (gradient
-of the sum of the outputs w.r.t. the parameters and the inputs), float32, jitted,
-for sequence lengths from 64 to 16384. Both implementations of one cell and length
-are timed in the same process, in interleaved rounds (``_common.measure``)::
+``rnnjax.unroll(cell, params, xs, options=UnrollOptions(impl=...))`` end to end
+(input projection included, the same for both), forward (outputs of every step)
+and forward+backward (gradient of the sum of the outputs w.r.t. the parameters and
+the inputs), float32, jitted, for sequence lengths from 64 to 16384. Both
+implementations of one cell and length are timed in the same process, in
+interleaved rounds (``harness.measure``)::
 
-    python benchmarks/minimal_scan.py --batch 8 --input 256 --hidden 256
+    python benchmarks/studies/minimal_scan.py --batch 8 --input 256 --hidden 256
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import _common
+import harness
 import jax
 import jax.numpy as jnp
 
@@ -45,8 +46,8 @@ def parse_args() -> argparse.Namespace:
 def contenders(cell, params, xs):
     out = []
     for impl in IMPLS:
-        f = lambda p, x, impl=impl: rnnjax.unroll(cell, p, x, impl=impl)[1]
-        out.append(_common.jax_contender(impl, f, params, xs))
+        f = harness.unroll_fn(cell, impl=impl)
+        out.append(harness.jax_contender(impl, f, params, xs))
     return out
 
 
@@ -61,7 +62,7 @@ def main() -> None:
             xs = jax.random.normal(
                 jax.random.key(1), (args.batch, num_steps, args.input), jnp.float32
             )
-            res = _common.measure(
+            res = harness.measure(
                 contenders(cell, params, xs), args.repeats, args.warmup
             )
             (af, ab), (sf, sb) = res["associative"], res["scan"]
@@ -83,12 +84,13 @@ def main() -> None:
     print("\n".join(rows))
     print()
     cmd = (
-        f"python benchmarks/minimal_scan.py --batch {args.batch} --input {args.input}"
-        f" --hidden {args.hidden} --times {args.times} --cells {args.cells}"
+        f"python benchmarks/studies/minimal_scan.py --batch {args.batch}"
+        f" --input {args.input} --hidden {args.hidden} --times {args.times}"
+        f" --cells {args.cells}"
         f" --repeats {args.repeats}"
     )
     print(f"- command: `{cmd}`")
-    print(_common.environment())
+    print(harness.environment())
 
 
 if __name__ == "__main__":
