@@ -97,12 +97,7 @@ def stack_fn(model, **options):
     with the unroll options ``rnnjax.UnrollOptions(**options)``. The one place the
     scripts call ``Stack.apply``."""
     opts = rnnjax.UnrollOptions(**options)
-    # Stack.apply still takes the four options as keywords (issue 12 moves it to
-    # options=opts): adapt this line only.
-    kwargs = dict(
-        impl=opts.impl, unroll=opts.unroll, remat=opts.remat, chunk_size=opts.chunk_size
-    )
-    return lambda params, xs: model.apply(params, xs, **kwargs)[1]
+    return lambda params, xs: model.apply(params, xs, options=opts)[1]
 
 
 # ----------------------------------------------------------------------- contenders

@@ -1,7 +1,8 @@
 """rnnjax: recurrent neural networks for JAX.
 
 Pure cells over parameter pytrees (``rnnjax.lstm``, ``rnnjax.gru``, ...), unrolled
-by ``rnnjax.unroll`` through fused kernels, stacked by ``rnnjax.stack``.
+by ``rnnjax.unroll`` through fused kernels, composed into layers
+(``rnnjax.Layer``, ``rnnjax.Bidirectional``) and stacks (``rnnjax.stack``).
 
 The core is on this page: cells, ``unroll`` and the layers. Around it:
 ``rnnjax.models`` (attention decoder, VRNN, STORN, DRAW), ``rnnjax.hardware`` (what
@@ -77,12 +78,13 @@ from rnnjax.cells import (
     simple_rnn,
 )
 from rnnjax.checks import check_lengths
-from rnnjax.layers import Stack, stack
+from rnnjax.layers import Bidirectional, Layer, Stack, stack
 from rnnjax.unroll import UnrollOptions, unroll
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Bidirectional",
     "Cell",
     "CellBase",
     "ClockworkRNN",
@@ -96,6 +98,7 @@ __all__ = [
     "Initializers",
     "LSTM",
     "LSTMState",
+    "Layer",
     "LinearRecurrenceCell",
     "MGU",
     "MUT1",

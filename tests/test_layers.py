@@ -124,3 +124,152 @@ def test_gradients_flow_through_every_layer_and_direction():
     grads = jax.jit(jax.grad(loss))(params)
     for leaf in jax.tree.leaves(grads):
         assert np.all(np.isfinite(leaf)) and np.any(leaf != 0)
+
+
+# ------------------------------------------------------------- composition
+
+
+def test_layer_equals_unroll_both_ways_and_layouts():
+    cell = rnnjax.gru(4)
+    layer = rnnjax.Layer(cell)
+    params = layer.init(jax.random.key(0), INPUT)
+    xs, lengths = data(), jnp.array([5, 3])
+    carry0 = jax.tree.map(lambda c: c + 0.2, layer.initial_carry((2,)))
+    for reverse in (False, True):
+        got = layer.apply(
+            params, xs, carry=carry0, seq_lengths=lengths, reverse=reverse
+        )
+        want = rnnjax.unroll(
+            cell, params, xs, carry=carry0, seq_lengths=lengths, reverse=reverse
+        )
+        jax.tree.map(np.testing.assert_array_equal, got, want)
+    backwards = rnnjax.Layer(cell, reverse=True, time_major=True)
+    _, ys = backwards.apply(params, jnp.swapaxes(xs, 0, 1), seq_lengths=lengths)
+    want = rnnjax.unroll(cell, params, xs, seq_lengths=lengths, reverse=True)[1]
+    np.testing.assert_array_equal(jnp.swapaxes(ys, 0, 1), want)
+    assert layer.output_size == 4 and not layer.has_dropout
+
+
+def test_layer_variational_dropout_equals_unroll_with_masks():
+    cell = rnnjax.lstm(4)
+    layer = rnnjax.Layer(cell, input_dropout=0.3, recurrent_dropout=0.4)
+    params = layer.init(jax.random.key(0), INPUT)
+    key, xs = jax.random.key(4), data()
+    _, ys = layer.apply(params, xs, key=key, training=True)
+    k_in, k_rec = jax.random.split(key)
+    x_mask = jax.random.bernoulli(k_in, 0.7, (2, INPUT)).astype(jnp.float32) / 0.7
+    h_mask = jax.random.bernoulli(k_rec, 0.6, (2, 4)).astype(jnp.float32) / 0.6
+    _, want = rnnjax.unroll(cell, params, xs * x_mask[:, None], rec_mask=h_mask)
+    np.testing.assert_allclose(ys, want, rtol=1e-6)
+    # time-major: the same masks
+    _, ys_t = layer.apply(
+        params, jnp.swapaxes(xs, 0, 1), key=key, training=True, time_major=True
+    )
+    np.testing.assert_allclose(jnp.swapaxes(ys_t, 0, 1), want, rtol=1e-6)
+    np.testing.assert_array_equal(
+        layer.apply(params, xs)[1], rnnjax.unroll(cell, params, xs)[1]
+    )
+    with pytest.raises(TypeError, match="key: training=True with dropout needs"):
+        layer.apply(params, xs, training=True)
+    with pytest.raises(TypeError, match="key: this layer has no dropout"):
+        rnnjax.Layer(cell).apply(params, xs, key=key)
+
+
+def test_bidirectional_with_a_custom_merge():
+    fwd, bwd = rnnjax.lstm(4), rnnjax.gru(4)
+    both = rnnjax.Bidirectional(rnnjax.Layer(fwd), rnnjax.Layer(bwd), merge=jnp.add)
+    params = both.init(jax.random.key(0), INPUT)
+    xs, lengths = data(), jnp.array([5, 2])
+    (c_fwd, c_bwd), ys = both.apply(params, xs, seq_lengths=lengths)
+    want_fwd = rnnjax.unroll(fwd, params[0], xs, seq_lengths=lengths)
+    want_bwd = rnnjax.unroll(bwd, params[1], xs, seq_lengths=lengths, reverse=True)
+    np.testing.assert_allclose(ys, want_fwd[1] + want_bwd[1], rtol=1e-6)
+    jax.tree.map(
+        np.testing.assert_array_equal, (c_fwd, c_bwd), (want_fwd[0], want_bwd[0])
+    )
+    assert both.output_size == 4 and ys.shape == (2, 5, 4)
+    assert rnnjax.Bidirectional(rnnjax.Layer(fwd), rnnjax.Layer(bwd)).output_size == 8
+    assert jax.tree.structure(both.initial_carry((2,))) == jax.tree.structure(
+        (c_fwd, c_bwd)
+    )
+    with pytest.raises(ValueError, match=r"carry: expected a \(forward, backward\)"):
+        both.apply(params, xs, carry=c_fwd)
+    with pytest.raises(TypeError, match=r"backward: expected an rnnjax\.Layer"):
+        rnnjax.Bidirectional(rnnjax.Layer(fwd), bwd)
+
+
+def test_stack_is_composed_of_layers_and_equals_the_old_stack():
+    cells = [rnnjax.lstm(4), rnnjax.gru(5)]
+    model = rnnjax.stack(cells, bidirectional=True, dropout=0.3, input_dropout=0.2)
+    layers = tuple(
+        rnnjax.Bidirectional(
+            rnnjax.Layer(c, input_dropout=0.2),
+            rnnjax.Layer(c, reverse=True, input_dropout=0.2),
+        )
+        for c in cells
+    )
+    assert model == rnnjax.Stack(layers, dropout=0.3)
+    assert model.cells == tuple(cells) and model.bidirectional
+    assert (model.num_directions, model.input_dropout) == (2, 0.2)
+    one_way = rnnjax.stack(rnnjax.lstm(4), num_layers=2, recurrent_dropout=0.1)
+    assert one_way.layers == (rnnjax.Layer(rnnjax.lstm(4), recurrent_dropout=0.1),) * 2
+    assert one_way.num_directions == 1 and not one_way.bidirectional
+
+
+def test_mixed_stack_equals_its_layers_run_in_turn():
+    # A summed bidirectional layer under a one-way layer (as GNMT's encoder).
+    both = rnnjax.Bidirectional(
+        rnnjax.Layer(rnnjax.lstm(4)), rnnjax.Layer(rnnjax.lstm(4)), merge=jnp.add
+    )
+    top = rnnjax.Layer(rnnjax.gru(3), recurrent_dropout=0.5)
+    model = rnnjax.Stack([both, top], dropout=0.5)
+    params = model.init(jax.random.key(0), INPUT)
+    assert len(params) == 2 and len(params[0]) == 2 and len(params[1]) == 1
+    assert params[1][0]["w_x"].shape == (4, 9)  # summed: 4 features, not 8
+    assert model.output_size == 3 and model.recurrent_dropout == 0.5
+    xs, lengths, key = data(), jnp.array([5, 3]), jax.random.key(2)
+    carry0 = jax.tree.map(lambda c: c + 0.1, model.initial_carry((2,)))
+    carry, ys = model.apply(
+        params, xs, carry=carry0, seq_lengths=lengths, key=key, training=True
+    )
+    # By hand, with the keys Stack.apply documents.
+    keys = [jax.random.split(k, 3) for k in jax.random.split(key, 2)]
+    c0, h = both.apply(params[0], xs, carry=carry0[0], seq_lengths=lengths)
+    mask = jax.random.bernoulli(keys[0][2], 0.5, (5, 2, 4))  # drawn time-major
+    h = h * jnp.swapaxes(mask, 0, 1) / 0.5
+    c1, want = top.apply(
+        params[1][0],
+        h,
+        carry=carry0[1][0],
+        seq_lengths=lengths,
+        key=jax.random.fold_in(keys[1][0], 0),
+        training=True,
+    )
+    np.testing.assert_allclose(ys, want, rtol=1e-6)
+    jax.tree.map(np.testing.assert_array_equal, carry, (c0, (c1,)))
+    with pytest.raises(ValueError, match="num_directions: this stack mixes"):
+        _ = model.num_directions
+    with pytest.raises(ValueError, match=r"each a tuple of \[2, 1\] direction"):
+        model.apply(params, xs, carry=(carry0[0], carry0[1][0]))
+
+
+def test_stack_takes_the_unroll_options_as_one_value():
+    model = rnnjax.stack(rnnjax.lstm(4), num_layers=2, bidirectional=True)
+    params = model.init(jax.random.key(0), INPUT)
+    xs = data()
+    options = rnnjax.UnrollOptions(impl="scan", remat="step")
+    got = model.apply(params, xs, options=options)
+    jax.tree.map(
+        np.testing.assert_array_equal, got, model.apply(params, xs, impl="scan")
+    )
+    with pytest.raises(TypeError, match="options: given with"):
+        model.apply(params, xs, options=options, impl="scan")
+    with pytest.raises(TypeError, match=r"options: expected an rnnjax\.UnrollOptions"):
+        model.apply(params, xs, options={"impl": "scan"})
+
+
+def test_stack_rejects_what_is_not_a_layer():
+    with pytest.raises(TypeError, match=r"layers\[1\]: expected an rnnjax\.Layer"):
+        rnnjax.Stack((rnnjax.Layer(rnnjax.gru(4)), rnnjax.gru(4)))
+    with pytest.raises(ValueError, match="layers: expected at least one layer"):
+        rnnjax.Stack(())

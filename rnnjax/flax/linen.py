@@ -8,7 +8,7 @@
     from rnnjax.flax import linen as rnn
 
     layer = nn.RNN(rnn.Cell(rnnjax.lstm(64, peephole=True)))
-    layer = nn.RNN(rnn.LSTMCell(64, peephole=True))       # the same
+    layer = nn.RNN(rnn.LSTMCell(64, options={"peephole": True}))   # the same
 
 :class:`RNN` is a whole :func:`rnnjax.stack` (layers, both directions, dropout) run
 by rnnjax's fused unroll, with ``seq_lengths`` and ``resets``::
@@ -26,18 +26,22 @@ exactly the ``Stack.init`` pytree (``[layer][direction]``). So
 and parameters made by rnnjax load into the modules unchanged.
 
 ``LSTMCell``, ``GRUCell``, ``SimpleCell``, ``MGUCell`` and ``MUT1Cell``-``MUT3Cell``
-are shorthands: functions that return a :class:`Cell` (so their submodule name is
-``Cell_<n>`` unless ``name=`` is given), e.g. ``LSTMCell(64, peephole=True)`` is
-``Cell(rnnjax.lstm(64, peephole=True))``.
+are subclasses of :class:`Cell` (through :class:`FactoryCell`) that build their
+rnnjax cell from ``features`` and an ``options`` mapping of the rnnjax factory's
+keyword arguments: ``LSTMCell(64, options={"peephole": True})`` runs
+``rnnjax.lstm(64, peephole=True)``, and its submodule name is ``LSTMCell_<n>``, as
+Flax's own ``nn.LSTMCell``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+from flax.core import FrozenDict
 
 from rnnjax import _validate
 from rnnjax.cells import base
@@ -45,11 +49,14 @@ from rnnjax.cells.gru import gru, mgu
 from rnnjax.cells.lstm import lstm
 from rnnjax.cells.mut import mut1, mut2, mut3
 from rnnjax.cells.simple import simple_rnn
-from rnnjax.layers import Stack, stack
+from rnnjax.flax._common import build_stack
+from rnnjax.layers import Stack
+from rnnjax.unroll import UnrollOptions
 
 __all__ = [
     "RNN",
     "Cell",
+    "FactoryCell",
     "GRUCell",
     "LSTMCell",
     "MGUCell",
@@ -103,15 +110,14 @@ class RNN(nn.Module):
     """A stack of recurrent layers (:func:`rnnjax.stack`) run by rnnjax's unroll.
 
     Attributes:
-      cells: one rnnjax cell (repeated ``num_layers`` times) or a sequence of cells,
-        one per layer.
+      cells: one rnnjax cell (repeated ``num_layers`` times), a sequence of cells,
+        one per layer, or a composed :class:`rnnjax.Stack` (e.g. of
+        :class:`rnnjax.Bidirectional` layers with another merge; the other stack
+        arguments then keep their defaults).
       num_layers, bidirectional, dropout, input_dropout, recurrent_dropout, time_major:
         as :func:`rnnjax.stack`.
-      impl: ``"auto"``, ``"scan"``, ``"fused"``, ``"associative"`` or ``"pallas"``, as
-        :func:`rnnjax.unroll`.
-      unroll: steps per loop iteration of ``lax.scan``.
-      remat, chunk_size: memory for reverse mode (``None``, ``"step"`` or
-        ``"chunk"``), as :func:`rnnjax.unroll`.
+      options: how the recurrence runs (implementation, steps per loop iteration,
+        memory for reverse mode): an :class:`rnnjax.UnrollOptions`.
       deterministic: default of the call's ``deterministic`` (dropout off when
         true). Needed, here or at the call, only when a dropout rate is set.
       return_carry: default of the call's ``return_carry``.
@@ -128,10 +134,7 @@ class RNN(nn.Module):
     input_dropout: float = 0.0
     recurrent_dropout: float = 0.0
     time_major: bool = False
-    impl: str = "auto"
-    unroll: int = 1
-    remat: str | None = None
-    chunk_size: int | None = None
+    options: UnrollOptions = UnrollOptions()
     deterministic: bool | None = None
     return_carry: bool = False
     rng_collection: str = "dropout"
@@ -139,12 +142,9 @@ class RNN(nn.Module):
     @property
     def stack(self) -> Stack:
         """The :class:`rnnjax.Stack` this module runs."""
-        cells = self.cells
-        if isinstance(cells, Sequence):
-            cells = tuple(cells)
-        return stack(
-            cells,
-            self.num_layers,
+        return build_stack(
+            self.cells,
+            num_layers=self.num_layers,
             bidirectional=self.bidirectional,
             dropout=self.dropout,
             input_dropout=self.input_dropout,
@@ -192,10 +192,7 @@ class RNN(nn.Module):
             resets=resets,
             key=key,
             training=training,
-            impl=self.impl,
-            unroll=self.unroll,
-            remat=self.remat,
-            chunk_size=self.chunk_size,
+            options=self.options,
         )
         return_carry = self.return_carry if return_carry is None else return_carry
         return (carry, ys) if return_carry else ys
@@ -206,39 +203,89 @@ class RNN(nn.Module):
         return self.stack.initial_carry(batch_shape, dtype)
 
 
-# ------------------------------------------------------------- shorthand constructors
+# --------------------------------------------------------------------- shorthands
 
 
-def _shorthand(factory, flax_name: str):
-    def make(features: int, *, name: str | None = None, **options) -> Cell:
-        return Cell(factory(features, **options), name=name)
+class FactoryCell(Cell):
+    """A :class:`Cell` whose rnnjax cell is built from ``features`` and
+    ``options`` by :meth:`make_cell`; the base of :class:`LSTMCell` and the other
+    shorthands. A subclass overrides :meth:`make_cell` (and may add fields).
 
-    make.__name__ = make.__qualname__ = flax_name
-    make.__doc__ = (
-        f"``Cell(rnnjax.{factory.__name__}(features, **options))``; ``name`` is the "
-        f"submodule name. See :func:`rnnjax.{factory.__name__}` for the options."
-    )
-    return make
+    Attributes:
+      features: ``H``, the hidden size.
+      options: keyword arguments of the rnnjax factory (a mapping, kept as a
+        ``FrozenDict``), e.g. ``{"peephole": True}`` for :func:`rnnjax.lstm`.
+      cell: the rnnjax cell, built at construction (not a constructor argument).
+    """
+
+    cell: Any = dataclasses.field(init=False)
+    features: int
+    options: Mapping[str, Any] = FrozenDict()
+
+    def __post_init__(self):
+        self.options = FrozenDict(self.options)
+        self.cell = self.make_cell()
+        super().__post_init__()
+
+    @nn.nowrap
+    def make_cell(self):
+        """The rnnjax cell of ``features`` and ``options``."""
+        raise NotImplementedError(
+            f"{type(self).__name__}: a FactoryCell subclass defines make_cell"
+        )
 
 
-LSTMCell = _shorthand(lstm, "LSTMCell")
-"""``LSTMCell(features, *, name=None, **options)`` is
-``Cell(rnnjax.lstm(features, **options), name=name)``."""
-GRUCell = _shorthand(gru, "GRUCell")
-"""``GRUCell(features, *, name=None, **options)`` is
-``Cell(rnnjax.gru(features, **options), name=name)``."""
-SimpleCell = _shorthand(simple_rnn, "SimpleCell")
-"""``SimpleCell(features, *, name=None, **options)`` is
-``Cell(rnnjax.simple_rnn(features, **options), name=name)``."""
-MGUCell = _shorthand(mgu, "MGUCell")
-"""``MGUCell(features, *, name=None, **options)`` is
-``Cell(rnnjax.mgu(features, **options), name=name)``."""
-MUT1Cell = _shorthand(mut1, "MUT1Cell")
-"""``MUT1Cell(features, *, name=None, **options)`` is
-``Cell(rnnjax.mut1(features, **options), name=name)``."""
-MUT2Cell = _shorthand(mut2, "MUT2Cell")
-"""``MUT2Cell(features, *, name=None, **options)`` is
-``Cell(rnnjax.mut2(features, **options), name=name)``."""
-MUT3Cell = _shorthand(mut3, "MUT3Cell")
-"""``MUT3Cell(features, *, name=None, **options)`` is
-``Cell(rnnjax.mut3(features, **options), name=name)``."""
+class LSTMCell(FactoryCell):
+    """:class:`Cell` of ``rnnjax.lstm(features, **options)``."""
+
+    @nn.nowrap
+    def make_cell(self):
+        return lstm(self.features, **self.options)
+
+
+class GRUCell(FactoryCell):
+    """:class:`Cell` of ``rnnjax.gru(features, **options)``."""
+
+    @nn.nowrap
+    def make_cell(self):
+        return gru(self.features, **self.options)
+
+
+class SimpleCell(FactoryCell):
+    """:class:`Cell` of ``rnnjax.simple_rnn(features, **options)``."""
+
+    @nn.nowrap
+    def make_cell(self):
+        return simple_rnn(self.features, **self.options)
+
+
+class MGUCell(FactoryCell):
+    """:class:`Cell` of ``rnnjax.mgu(features, **options)``."""
+
+    @nn.nowrap
+    def make_cell(self):
+        return mgu(self.features, **self.options)
+
+
+class MUT1Cell(FactoryCell):
+    """:class:`Cell` of ``rnnjax.mut1(features, **options)``."""
+
+    @nn.nowrap
+    def make_cell(self):
+        return mut1(self.features, **self.options)
+
+
+class MUT2Cell(FactoryCell):
+    """:class:`Cell` of ``rnnjax.mut2(features, **options)``."""
+
+    @nn.nowrap
+    def make_cell(self):
+        return mut2(self.features, **self.options)
+
+
+class MUT3Cell(FactoryCell):
+    """:class:`Cell` of ``rnnjax.mut3(features, **options)``."""
+
+    @nn.nowrap
+    def make_cell(self):
+        return mut3(self.features, **self.options)

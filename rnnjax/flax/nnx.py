@@ -34,14 +34,13 @@ State nodes), which changes the model's structure after one step and breaks
 ``jax.lax.scan`` / ``nnx.jit`` training loops (flax 0.12).
 
 ``LSTMCell``, ``GRUCell``, ``SimpleCell``, ``MGUCell`` and ``MUT1Cell``-``MUT3Cell``
-are shorthands: functions that return a :class:`Cell`, with the signature of
-``nnx.LSTMCell`` (``in_features, hidden_features, *, rngs``) plus the rnnjax
-constructor's options, e.g. ``LSTMCell(32, 64, peephole=True, rngs=rngs)``.
+are subclasses of :class:`Cell` with the signature of ``nnx.LSTMCell``
+(``in_features, hidden_features, *, rngs``) plus the rnnjax factory's keyword
+arguments, e.g. ``LSTMCell(32, 64, peephole=True, rngs=rngs)`` holds
+``rnnjax.lstm(64, peephole=True)``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +52,8 @@ from rnnjax.cells.gru import gru, mgu
 from rnnjax.cells.lstm import lstm
 from rnnjax.cells.mut import mut1, mut2, mut3
 from rnnjax.cells.simple import simple_rnn
-from rnnjax.layers import stack
+from rnnjax.flax._common import build_stack
+from rnnjax.unroll import UnrollOptions
 
 __all__ = [
     "RNN",
@@ -131,16 +131,15 @@ class RNN(nnx.Module):
     """A stack of recurrent layers (:func:`rnnjax.stack`) run by rnnjax's unroll.
 
     Args:
-      cells: one rnnjax cell (repeated ``num_layers`` times) or a sequence of cells,
-        one per layer.
+      cells: one rnnjax cell (repeated ``num_layers`` times), a sequence of cells,
+        one per layer, or a composed :class:`rnnjax.Stack` (e.g. of
+        :class:`rnnjax.Bidirectional` layers with another merge; the other stack
+        arguments then keep their defaults).
       in_features: ``I``.
       num_layers, bidirectional, dropout, input_dropout, recurrent_dropout, time_major:
         as :func:`rnnjax.stack`.
-      impl: ``"auto"``, ``"scan"``, ``"fused"``, ``"associative"`` or ``"pallas"``, as
-        :func:`rnnjax.unroll`.
-      unroll: steps per loop iteration of ``lax.scan``.
-      remat, chunk_size: memory for reverse mode (``None``, ``"step"`` or
-        ``"chunk"``), as :func:`rnnjax.unroll`.
+      options: how the recurrence runs (implementation, steps per loop iteration,
+        memory for reverse mode): an :class:`rnnjax.UnrollOptions`.
       deterministic: dropout off when true. ``False`` by default (NNX modules
         start in training mode, as ``nnx.Dropout``); ``.eval()`` sets it to
         ``True``, ``.train()`` back to ``False``, and ``nnx.view(model,
@@ -153,6 +152,7 @@ class RNN(nnx.Module):
 
     Attributes:
       stack: the :class:`rnnjax.Stack` (static).
+      options: the :class:`rnnjax.UnrollOptions` (static).
       params: the pytree of ``stack.init``, each array an ``nnx.Param``.
     """
 
@@ -167,20 +167,15 @@ class RNN(nnx.Module):
         input_dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         time_major: bool = False,
-        impl: str = "auto",
-        unroll: int = 1,
-        remat: str | None = None,
-        chunk_size: int | None = None,
+        options: UnrollOptions | None = None,
         deterministic: bool | None = False,
         return_carry: bool = False,
         rng_collection: str = "dropout",
         rngs: nnx.Rngs,
     ):
-        if isinstance(cells, Sequence):
-            cells = tuple(cells)
-        self.stack = stack(
+        self.stack = build_stack(
             cells,
-            num_layers,
+            num_layers=num_layers,
             bidirectional=bidirectional,
             dropout=dropout,
             input_dropout=input_dropout,
@@ -188,10 +183,7 @@ class RNN(nnx.Module):
             time_major=time_major,
         )
         self.in_features = in_features
-        self.impl = impl
-        self.unroll = unroll
-        self.remat = remat
-        self.chunk_size = chunk_size
+        self.options = UnrollOptions() if options is None else options
         self.deterministic = deterministic
         self.return_carry = return_carry
         self.rng_collection = rng_collection
@@ -237,10 +229,7 @@ class RNN(nnx.Module):
             resets=resets,
             key=self._dropout_key(rngs) if training else None,
             training=training,
-            impl=self.impl,
-            unroll=self.unroll,
-            remat=self.remat,
-            chunk_size=self.chunk_size,
+            options=self.options,
         )
         return_carry = self.return_carry if return_carry is None else return_carry
         return (carry, ys) if return_carry else ys
@@ -317,42 +306,68 @@ def _assign(tree, params) -> None:
         var.set_value(value)
 
 
-# ------------------------------------------------------------- shorthand constructors
+# --------------------------------------------------------------------- shorthands
 
 
-def _shorthand(factory, flax_name: str):
-    def make(
-        in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
-    ) -> Cell:
-        return Cell(factory(hidden_features, **options), in_features, rngs=rngs)
+class LSTMCell(Cell):
+    """:class:`Cell` of ``rnnjax.lstm(hidden_features, **options)``."""
 
-    make.__name__ = make.__qualname__ = flax_name
-    make.__doc__ = (
-        f"``Cell(rnnjax.{factory.__name__}(hidden_features, **options), "
-        f"in_features, rngs=rngs)``. See :func:`rnnjax.{factory.__name__}` for the "
-        "options."
-    )
-    return make
+    def __init__(
+        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
+    ):
+        super().__init__(lstm(hidden_features, **options), in_features, rngs=rngs)
 
 
-LSTMCell = _shorthand(lstm, "LSTMCell")
-"""``LSTMCell(in_features, hidden_features, *, rngs, **options)`` is
-``Cell(rnnjax.lstm(hidden_features, **options), in_features, rngs=rngs)``."""
-GRUCell = _shorthand(gru, "GRUCell")
-"""``GRUCell(in_features, hidden_features, *, rngs, **options)`` is
-``Cell(rnnjax.gru(hidden_features, **options), in_features, rngs=rngs)``."""
-SimpleCell = _shorthand(simple_rnn, "SimpleCell")
-"""``SimpleCell(in_features, hidden_features, *, rngs, **options)`` is
-``Cell(rnnjax.simple_rnn(hidden_features, **options), in_features, rngs=rngs)``."""
-MGUCell = _shorthand(mgu, "MGUCell")
-"""``MGUCell(in_features, hidden_features, *, rngs, **options)`` is
-``Cell(rnnjax.mgu(hidden_features, **options), in_features, rngs=rngs)``."""
-MUT1Cell = _shorthand(mut1, "MUT1Cell")
-"""``MUT1Cell(in_features, hidden_features, *, rngs, **options)`` is
-``Cell(rnnjax.mut1(hidden_features, **options), in_features, rngs=rngs)``."""
-MUT2Cell = _shorthand(mut2, "MUT2Cell")
-"""``MUT2Cell(in_features, hidden_features, *, rngs, **options)`` is
-``Cell(rnnjax.mut2(hidden_features, **options), in_features, rngs=rngs)``."""
-MUT3Cell = _shorthand(mut3, "MUT3Cell")
-"""``MUT3Cell(in_features, hidden_features, *, rngs, **options)`` is
-``Cell(rnnjax.mut3(hidden_features, **options), in_features, rngs=rngs)``."""
+class GRUCell(Cell):
+    """:class:`Cell` of ``rnnjax.gru(hidden_features, **options)``."""
+
+    def __init__(
+        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
+    ):
+        super().__init__(gru(hidden_features, **options), in_features, rngs=rngs)
+
+
+class SimpleCell(Cell):
+    """:class:`Cell` of ``rnnjax.simple_rnn(hidden_features, **options)``."""
+
+    def __init__(
+        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
+    ):
+        cell = simple_rnn(hidden_features, **options)
+        super().__init__(cell, in_features, rngs=rngs)
+
+
+class MGUCell(Cell):
+    """:class:`Cell` of ``rnnjax.mgu(hidden_features, **options)``."""
+
+    def __init__(
+        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
+    ):
+        super().__init__(mgu(hidden_features, **options), in_features, rngs=rngs)
+
+
+class MUT1Cell(Cell):
+    """:class:`Cell` of ``rnnjax.mut1(hidden_features, **options)``."""
+
+    def __init__(
+        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
+    ):
+        super().__init__(mut1(hidden_features, **options), in_features, rngs=rngs)
+
+
+class MUT2Cell(Cell):
+    """:class:`Cell` of ``rnnjax.mut2(hidden_features, **options)``."""
+
+    def __init__(
+        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
+    ):
+        super().__init__(mut2(hidden_features, **options), in_features, rngs=rngs)
+
+
+class MUT3Cell(Cell):
+    """:class:`Cell` of ``rnnjax.mut3(hidden_features, **options)``."""
+
+    def __init__(
+        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
+    ):
+        super().__init__(mut3(hidden_features, **options), in_features, rngs=rngs)

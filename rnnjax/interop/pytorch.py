@@ -32,7 +32,7 @@ from rnnjax.cells.gru import GRU, gru
 from rnnjax.cells.lstm import LSTM, LSTMState, lstm
 from rnnjax.cells.simple import SimpleRNN, simple_rnn
 from rnnjax.interop._common import f32, type_name
-from rnnjax.layers import Stack, stack
+from rnnjax.layers import Bidirectional, Layer, Stack, concatenate, stack
 
 _MODES = ("RNN_TANH", "RNN_RELU", "LSTM", "GRU")
 
@@ -180,6 +180,7 @@ def _torch_cell(model):
             f"model: expected an rnnjax.Stack (see rnnjax.stack), got "
             f"{type_name(model)}"
         )
+    _check_torch_layers(model)
     norm = lambda c: dataclasses.replace(c, dtype=None, inits=Initializers())
     first = norm(model.cells[0])
     if isinstance(first, LSTM):
@@ -203,6 +204,28 @@ def _torch_cell(model):
             + ", ".join(bad)
         )
     return first
+
+
+def _check_torch_layers(model) -> None:
+    """Every layer a forward :class:`Layer`, or every layer a concatenating
+    :class:`Bidirectional` of one cell, as PyTorch's modules run them."""
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Layer) and not model.bidirectional:
+            bad = "a reversed Layer" if layer.reverse else None
+        elif isinstance(layer, Bidirectional) and model.bidirectional:
+            bad = None
+            if layer.merge is not concatenate:
+                bad = f"a Bidirectional with merge={layer.merge!r}"
+            elif layer.forward.cell != layer.backward.cell:
+                bad = "a Bidirectional of two different cells"
+        else:
+            bad = "a stack mixing Layer and Bidirectional"
+        if bad:
+            raise ValueError(
+                "model: PyTorch's modules run every layer forwards, or every layer "
+                "both ways with one cell and concatenated outputs; got "
+                f"{bad} at layers[{i}]"
+            )
 
 
 def _inexpressible(cell) -> list[str]:

@@ -27,8 +27,25 @@ RNN_CASES = {
         cells=rnnjax.lstm(HIDDEN), num_layers=2, bidirectional=True
     ),
     "mixed_per_layer": dict(cells=[rnnjax.gru(HIDDEN), rnnjax.lstm(5, proj_size=2)]),
-    "mgu_time_major_scan": dict(cells=rnnjax.mgu(HIDDEN), time_major=True, impl="scan"),
+    "mgu_time_major_scan": dict(
+        cells=rnnjax.mgu(HIDDEN),
+        time_major=True,
+        options=rnnjax.UnrollOptions(impl="scan"),
+    ),
 }
+
+# A composed stack: a summed bidirectional layer under a one-way layer.
+COMPOSED = rnnjax.Stack(
+    (
+        rnnjax.Bidirectional(
+            rnnjax.Layer(rnnjax.lstm(HIDDEN)),
+            rnnjax.Layer(rnnjax.gru(HIDDEN)),
+            merge=jnp.add,
+        ),
+        rnnjax.Layer(rnnjax.mgu(HIDDEN), recurrent_dropout=0.2),
+    ),
+    dropout=0.3,
+)
 
 
 # Every kind of dropout, between 2 bidirectional layers.

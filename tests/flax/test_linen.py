@@ -18,6 +18,7 @@ from rnnjax.flax import linen as rnn
 from tests.conftest import assert_close, randomize
 from tests.flax._common import (
     CELLS,
+    COMPOSED,
     DROPOUT,
     HIDDEN,
     INPUT,
@@ -30,9 +31,6 @@ from tests.flax._common import (
     train_adding,
     valid,
 )
-
-# ------------------------------------------------------------------------------ Cell
-
 
 # ------------------------------------------------------------------------------ Cell
 
@@ -143,9 +141,50 @@ def test_cell_rejects_a_non_cell():
     ],
 )
 def test_shorthands_build_the_cell(shorthand, factory, options):
-    module = shorthand(5, name="rec", **options)
+    module = shorthand(5, options=options, name="rec")
     assert isinstance(module, rnn.Cell) and module.name == "rec"
+    assert isinstance(module, shorthand) and isinstance(module, rnn.FactoryCell)
     assert module.cell == factory(5, **options)
+    assert module.features == 5 and module.options == options
+    assert module.clone().cell == module.cell  # rebuilt from features and options
+
+
+def test_shorthand_parameter_names_read_like_flax():
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, xs):
+            ys = nn.RNN(rnn.LSTMCell(HIDDEN, options={"peephole": True}))(xs)
+            gru = rnn.GRUCell(HIDDEN)
+            return ys, gru(gru.initialize_carry(None, xs[:, 0].shape), xs[:, 0])
+
+    xs = data()
+    variables = jax.eval_shape(Model().init, jax.random.key(0), xs)
+    cell = rnnjax.lstm(HIDDEN, peephole=True)
+    assert shapes(variables) == {
+        "params": {
+            "LSTMCell_0": {"cell": shapes(cell.init(jax.random.key(0), INPUT))},
+            "GRUCell_0": {
+                "cell": shapes(rnnjax.gru(HIDDEN).init(jax.random.key(0), INPUT))
+            },
+        }
+    }
+
+
+def test_shorthands_are_subclassable():
+    class WideLSTM(rnn.LSTMCell):
+        """An LSTM twice as wide as asked."""
+
+        @nn.nowrap
+        def make_cell(self):
+            return rnnjax.lstm(2 * self.features, **self.options)
+
+    module = WideLSTM(3, options={"peephole": True})
+    assert isinstance(module, rnn.LSTMCell)
+    assert module.cell == rnnjax.lstm(6, peephole=True)
+    xs = data()
+    variables = random_init(nn.RNN(module).init, xs)
+    ys = nn.RNN(module).apply(variables, xs)
+    assert ys.shape == (2, 6, 6)
 
 
 # ------------------------------------------------------------------------------- RNN
@@ -161,15 +200,37 @@ def test_rnn_equals_stack_apply(case):
     params = random_init(layer.init, xs)["params"]["stack"]
     carry0 = jax.tree.map(lambda c: c + 0.1, layer.initial_carry((2,)))
     resets = jnp.zeros(xs.shape[:-1], bool).at[3].set(True)
-    impl = options.get("impl", "auto")
+    unroll_options = options.get("options", rnnjax.UnrollOptions())
+    assert layer.options == unroll_options
 
     def run(p, xs, carry, n, resets):
         kw = dict(carry=carry, seq_lengths=n, resets=resets)
         got = layer.apply({"params": {"stack": p}}, xs, return_carry=True, **kw)
-        return got, layer.stack.apply(p, xs, impl=impl, **kw)
+        return got, layer.stack.apply(p, xs, options=unroll_options, **kw)
 
     got, want = fast(run)(params, xs, carry0, lengths, resets)
     assert_trees_close(got, want, case)
+
+
+def test_rnn_runs_a_composed_stack():
+    layer = rnn.RNN(COMPOSED)
+    assert layer.stack is COMPOSED
+    xs, key = data(), jax.random.key(3)
+    variables = random_init(layer.init, xs, deterministic=True)
+
+    def run(v, xs, key):
+        p = v["params"]["stack"]
+        ys = layer.apply(v, xs, deterministic=False, rngs={"dropout": key})
+        k = layer.apply(
+            v, method=lambda m: m.make_rng("dropout"), rngs={"dropout": key}
+        )
+        return ys, COMPOSED.apply(p, xs, key=k, training=True)[1]
+
+    ys, want = fast(run)(variables, xs, key)
+    assert_close(ys, want, "composed stack")
+    assert ys.shape == (2, 6, HIDDEN)
+    with pytest.raises(ValueError, match=r"cells: an rnnjax\.Stack brings its own"):
+        _ = rnn.RNN(COMPOSED, bidirectional=True).stack
 
 
 def test_rnn_options_reach_the_stack():

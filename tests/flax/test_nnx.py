@@ -15,6 +15,7 @@ from rnnjax.flax import nnx as rnn
 from tests.conftest import assert_close, randomize
 from tests.flax._common import (
     CELLS,
+    COMPOSED,
     DROPOUT,
     HIDDEN,
     INPUT,
@@ -165,7 +166,7 @@ def test_cell_rejects_params_of_another_shape_and_non_cells():
 def test_shorthands_build_the_cell(shorthand, factory, options):
     module = nnx.eval_shape(lambda: shorthand(INPUT, 5, rngs=nnx.Rngs(0), **options))
     assert isinstance(module, rnn.Cell) and module.cell == factory(5, **options)
-    assert module.in_features == INPUT
+    assert isinstance(module, shorthand) and module.in_features == INPUT
 
 
 # ------------------------------------------------------------------------------- RNN
@@ -183,11 +184,27 @@ def test_rnn_equals_stack_apply(case):
 
     def run(m, xs, carry, n, resets):
         kw = dict(carry=carry, seq_lengths=n, resets=resets)
-        want = m.stack.apply(m.get_params(), xs, impl=m.impl, **kw)
+        want = m.stack.apply(m.get_params(), xs, options=m.options, **kw)
         return m(xs, return_carry=True, **kw), want
 
     got, want = on(layer, run, xs, carry0, lengths, resets)
     assert_trees_close(got, want, case)
+
+
+def test_rnn_runs_a_composed_stack():
+    layer = abstract(lambda: rnn.RNN(COMPOSED, INPUT, rngs=nnx.Rngs(0)))
+    assert layer.stack is COMPOSED
+    xs, key = data(), jax.random.key(3)
+
+    def run(m, xs, key):
+        return m(xs, rngs=key), COMPOSED.apply(
+            m.get_params(), xs, key=key, training=True
+        )[1]
+
+    ys, want = on(layer, run, xs, key)
+    assert_close(ys, want, "composed stack")
+    with pytest.raises(ValueError, match=r"cells: an rnnjax\.Stack brings its own"):
+        rnn.RNN(COMPOSED, INPUT, dropout=0.1, rngs=nnx.Rngs(0))
 
 
 def test_rnn_options_reach_the_stack():

@@ -73,7 +73,11 @@ def rnnjax_run(model, params, x, lengths, cotangents, hx=None, impl="auto"):
     def forward(params, xs, hx):
         carry = None if hx is None else torch_carry(model, *hx)
         carry, ys = model.apply(
-            params, xs, carry=carry, seq_lengths=seq_lengths, impl=impl
+            params,
+            xs,
+            carry=carry,
+            seq_lengths=seq_lengths,
+            options=rnnjax.UnrollOptions(impl=impl),
         )
         state = torch_state(carry)
         return [ys, *(state if isinstance(state, tuple) else (state,))]
@@ -286,6 +290,32 @@ def test_to_torch_rejects_inexpressible(model, match):
     params = model.init(jax.random.key(0), IN)
     with pytest.raises(ValueError, match=match):
         to_torch(model, params)
+
+
+def _bidirectional(fwd, bwd, merge=rnnjax.layers.concatenate):
+    return rnnjax.Bidirectional(rnnjax.Layer(fwd), rnnjax.Layer(bwd), merge)
+
+
+@pytest.mark.parametrize(
+    "layers,match",
+    [
+        ((rnnjax.Layer(rnnjax.lstm(H), reverse=True),), "a reversed Layer"),
+        ((_bidirectional(rnnjax.lstm(H), rnnjax.lstm(H), jnp.add),), "merge="),
+        ((_bidirectional(rnnjax.lstm(H), rnnjax.gru(H)),), "two different cells"),
+        (
+            (
+                _bidirectional(rnnjax.lstm(H), rnnjax.lstm(H)),
+                rnnjax.Layer(rnnjax.lstm(H)),
+            ),
+            r"mixing Layer and Bidirectional at layers\[0\]",
+        ),
+    ],
+    ids=["reversed", "merge", "two_cells", "mixed_directions"],
+)
+def test_to_torch_rejects_composed_stacks_torch_cannot_run(layers, match):
+    model = rnnjax.Stack(layers)
+    with pytest.raises(ValueError, match=match):
+        to_torch(model, model.init(jax.random.key(0), IN))
 
 
 def test_to_torch_ignores_init_only_options():
