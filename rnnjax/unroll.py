@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,12 +23,16 @@ class UnrollOptions:
     Flax modules; hashable, so it can be a static argument of ``jax.jit``.
 
     Attributes:
-      impl: the implementation of the recurrence: ``"auto"`` (the fastest valid
+      impl: the implementation of the recurrence, an
+        :class:`rnnjax.kernels.Impl` or its string: ``"auto"`` (the fastest valid
         one for the cell and platform), ``"scan"`` (plain ``lax.scan``, every
         cell), ``"fused"`` (fused-form cells), ``"associative"`` (a parallel scan,
         for cells linear in the state such as ``min_gru``) or ``"pallas"``
         (Pallas kernels for the plain LSTM and the GRU with reset after, GPU/TPU;
-        reverse-mode derivatives only; interpreted on the CPU).
+        reverse-mode derivatives only; interpreted on the CPU); or an
+        :class:`rnnjax.kernels.Pallas` value, ``"pallas"`` with its options
+        (flavour, interpreter, GPU design). Strings are stored as ``Impl``
+        members, which compare equal to them.
       unroll: steps per loop iteration of ``lax.scan``.
       remat: memory for reverse mode, exactly the same numbers: ``None`` keeps
         each step's residuals (fastest); ``"step"`` keeps only the carry of each
@@ -40,12 +43,13 @@ class UnrollOptions:
         ``ceil(sqrt(T))``).
     """
 
-    impl: Any = "auto"
+    impl: kernels.Impl | kernels.Pallas | str = "auto"
     unroll: int = 1
     remat: str | None = None
     chunk_size: int | None = None
 
     def __post_init__(self):
+        object.__setattr__(self, "impl", kernels.impl.as_impl(self.impl))
         if isinstance(self.unroll, bool) or not isinstance(self.unroll, int):
             raise ValueError(f"unroll: expected a positive int, got {self.unroll!r}")
         if self.unroll < 1:
@@ -78,7 +82,8 @@ def unroll(
     chunk inside the loop instead); the recurrence runs through ``impl``:
     ``"scan"`` (plain ``lax.scan``), ``"fused"`` (fused-form cells only),
     ``"associative"`` (a parallel scan, for cells linear in the state such as
-    ``min_gru``) or ``"auto"`` (the fastest valid one).
+    ``min_gru``), ``"pallas"`` or ``"auto"`` (the fastest valid one): see
+    :class:`UnrollOptions`.
 
     Args:
       cell: an rnnjax cell.
@@ -143,23 +148,22 @@ def unroll(
         order = _reversal(num_steps, batch_shape, lengths)
         xs, resets = _permute(xs, order), _permute(resets, order)
     valid = None if lengths is None else _valid_mask(num_steps, lengths)
+    masks = dict(valid=valid, resets=resets, rec_mask=rec_mask)
     if remat is not None:
         carry, ys = _remat.run(
-            remat,
             recurrence,
             cell,
             params,
             carry,
             xs,
-            valid,
-            resets,
-            rec_mask,
-            chunk_size,
-            unroll,
+            remat=remat,
+            chunk_size=chunk_size,
+            unroll=unroll,
+            **masks,
         )
     else:
         carry, ys = _project_and_recur(
-            recurrence, cell, params, carry, xs, valid, resets, rec_mask, unroll
+            recurrence, cell, params, carry, xs, unroll=unroll, **masks
         )
     if reverse:
         ys = _permute(ys, order)  # the reversal is its own inverse
@@ -182,7 +186,7 @@ def _transitional_options(options, impl, unroll, remat, chunk_size):
 
 
 def _project_and_recur(
-    recurrence, cell, params, carry, xs, valid, resets, rec_mask, unroll
+    recurrence, cell, params, carry, xs, *, unroll, valid, resets, rec_mask
 ):
     """The input projection of time-major ``xs`` and the recurrence over it.
 
@@ -194,12 +198,19 @@ def _project_and_recur(
         chunk = kernels.fused.projection_chunk(cell, params, xs)
         if chunk is not None:
             return kernels.fused.projected_recurrence(
-                cell, params, carry, xs, valid, resets, rec_mask, unroll, chunk=chunk
+                cell,
+                params,
+                carry,
+                xs,
+                valid=valid,
+                resets=resets,
+                rec_mask=rec_mask,
+                unroll=unroll,
+                chunk=chunk,
             )
     zs, bias = base.project_split(cell, params, xs)  # the step adds the bias
-    return recurrence(
-        cell, params, carry, zs, valid, resets, rec_mask, unroll, bias=bias
-    )
+    inputs = kernels.StepInputs(zs, bias, valid, resets, rec_mask)
+    return recurrence(cell, params, carry, inputs, unroll=unroll)
 
 
 def _match_batch_sharding(carry, xs, batch_ndim):

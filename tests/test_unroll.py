@@ -144,7 +144,9 @@ def test_unroll_factor_does_not_change_results():
     xs = jax.random.normal(jax.random.key(1), (2, 7, INPUT))
     base = rnnjax.unroll(cell, params, xs)
     for factor in (2, 3, 8):
-        other = rnnjax.unroll(cell, params, xs, unroll=factor)
+        other = rnnjax.unroll(
+            cell, params, xs, options=rnnjax.UnrollOptions(unroll=factor)
+        )
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
             base,
