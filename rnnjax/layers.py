@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from rnnjax import _validate
 from rnnjax.cells import base
 from rnnjax.cells.base import check_key
+from rnnjax.unroll import UnrollOptions
 from rnnjax.unroll import unroll as unroll_cell
 
 
@@ -123,7 +124,10 @@ class Stack:
             jax.random.split(key, self.num_layers) if drop else [None] * len(self.cells)
         )
 
-        options = dict(impl=impl, unroll=unroll, remat=remat, chunk_size=chunk_size)
+        unroll_options = UnrollOptions(
+            impl=impl, unroll=unroll, remat=remat, chunk_size=chunk_size
+        )
+        options = dict(options=unroll_options)
         finals = []
         for layer, cell in enumerate(self.cells):
             layer_keys = jax.random.split(keys[layer], 3) if drop else [None] * 3

@@ -69,11 +69,6 @@ def unroll(
     resets=None,
     rec_mask=None,
     options: UnrollOptions | None = None,
-    # TRANSITIONAL (issue 12): the four below become options=UnrollOptions(...)
-    unroll: int | None = None,
-    impl: str | None = None,
-    remat: str | None = None,
-    chunk_size: int | None = None,
 ):
     """Runs ``cell`` over the time axis of ``xs``.
 
@@ -102,36 +97,30 @@ def unroll(
       resets: boolean, laid out like ``xs`` without its feature axis: where true,
         the carry returns to the initial carry (``carry``) before that step, for
         episode boundaries. With ``reverse`` the flag stays with its step.
-      unroll: steps per loop iteration of ``lax.scan``.
-      impl: ``"auto"``, ``"scan"``, ``"fused"``, ``"associative"`` or
-        ``"pallas"`` (Pallas kernels for the plain LSTM and the GRU with reset
-        after, GPU/TPU; reverse-mode derivatives only; interpreted on the CPU).
       rec_mask: optional ``(*B, K)`` multiplier of the recurrent product's operand
         (variational recurrent dropout; see ``rnnjax.stack``).
-      remat: memory for reverse mode, exactly the same numbers: ``None`` keeps
-        each step's residuals (fastest); ``"step"`` keeps only the carry of each
-        step and recomputes the gates in the backward pass (a plain ``lax.scan``
-        whatever ``impl``); ``"chunk"`` keeps only the carry every ``chunk_size``
-        steps and recomputes one chunk at a time with ``impl``'s kernel. See
-        ``benchmarks/RESULTS.md`` for peak memory against ``T``.
-      chunk_size: steps per chunk for ``remat="chunk"`` (default
-        ``ceil(sqrt(T))``).
+      options: an :class:`UnrollOptions` (default ``UnrollOptions()``): the
+        implementation (``impl``), steps per loop iteration (``unroll``) and what
+        reverse mode keeps (``remat``, ``chunk_size``; ``benchmarks/RESULTS.md``
+        has peak memory against ``T``).
 
     Returns:
       ``(carry, ys)``: the final carry and outputs ``(*B, T, Y)`` (time-major when
       ``time_major``).
     """
-    options = _transitional_options(options, impl, unroll, remat, chunk_size)
-    impl, unroll = options.impl, options.unroll
-    remat, chunk_size = options.remat, options.chunk_size
+    if options is None:
+        options = UnrollOptions()
+    elif not isinstance(options, UnrollOptions):
+        raise TypeError(
+            f"options: expected an rnnjax.UnrollOptions, got {type(options).__name__}"
+        )
     _validate.check_cell(cell)
     time_axis = -(base.event_ndim(cell) + 1)
     num_steps, batch_shape, carry_shape = _validate.check_xs(
         xs, time_major, base.event_ndim(cell)
     )
     base.check_params(cell, params, xs.shape[-1])
-    recurrence = kernels.select(cell, impl)
-    _remat.check_remat(remat, chunk_size)
+    recurrence = kernels.select(cell, options.impl)
     expected = cell.initial_carry(carry_shape)
     if carry is None:
         carry = expected
@@ -149,40 +138,25 @@ def unroll(
         xs, resets = _permute(xs, order), _permute(resets, order)
     valid = None if lengths is None else _valid_mask(num_steps, lengths)
     masks = dict(valid=valid, resets=resets, rec_mask=rec_mask)
-    if remat is not None:
+    if options.remat is not None:
         carry, ys = _remat.run(
             recurrence,
             cell,
             params,
             carry,
             xs,
-            remat=remat,
-            chunk_size=chunk_size,
-            unroll=unroll,
+            remat=options.remat,
+            chunk_size=options.chunk_size,
+            unroll=options.unroll,
             **masks,
         )
     else:
         carry, ys = _project_and_recur(
-            recurrence, cell, params, carry, xs, unroll=unroll, **masks
+            recurrence, cell, params, carry, xs, unroll=options.unroll, **masks
         )
     if reverse:
         ys = _permute(ys, order)  # the reversal is its own inverse
     return carry, ys if time_major else jnp.moveaxis(ys, 0, time_axis)
-
-
-def _transitional_options(options, impl, unroll, remat, chunk_size):
-    """TRANSITIONAL (issue 12): the old keyword arguments as one UnrollOptions."""
-    old = dict(impl=impl, unroll=unroll, remat=remat, chunk_size=chunk_size)
-    old = {k: v for k, v in old.items() if v is not None}
-    if options is None:
-        return UnrollOptions(**old)
-    if not isinstance(options, UnrollOptions):
-        raise TypeError(
-            f"options: expected an rnnjax.UnrollOptions, got {type(options).__name__}"
-        )
-    if old:
-        raise TypeError(f"options: given with {sorted(old)}; put them in options")
-    return options
 
 
 def _project_and_recur(

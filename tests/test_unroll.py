@@ -154,6 +154,19 @@ def test_unroll_factor_does_not_change_results():
         )
 
 
+def test_options_is_one_value():
+    """The unroll options come as one ``UnrollOptions``; the four old keywords are
+    gone and anything else in ``options`` is an error naming it."""
+    cell = rnnjax.lstm(4)
+    params = cell.init(jax.random.key(0), INPUT)
+    xs = jnp.ones((2, 3, INPUT))
+    with pytest.raises(TypeError, match=r"options: expected an rnnjax\.UnrollOptions"):
+        rnnjax.unroll(cell, params, xs, options={"impl": "scan"})
+    for old in ("impl", "unroll", "remat", "chunk_size"):
+        with pytest.raises(TypeError, match=old):
+            rnnjax.unroll(cell, params, xs, **{old: None})
+
+
 def test_check_lengths_with_checkify():
     from jax.experimental import checkify
 
