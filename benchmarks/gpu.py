@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import rnnjax
-from rnnjax.kernels import PallasOptions, pallas_gpu, pallas_options
+from rnnjax.kernels import Pallas, pallas_gpu
 
 START = time.perf_counter()
 CELLS = {"lstm": rnnjax.lstm, "gru": rnnjax.gru}
@@ -247,6 +247,9 @@ def _check_one(args, log, rec, cell, host):
     ct = jnp.asarray(r.standard_normal((B, T, H)), jnp.float32)
 
     def loss(impl):
+        if impl == "pallas":
+            impl = Pallas(interpret=args.interpret or None, gpu_design=rec["design"])
+
         def f(p, x, c):
             c, ys = rnnjax.unroll(
                 cell,
@@ -269,11 +272,8 @@ def _check_one(args, log, rec, cell, host):
     for impl in ("pallas", "fused"):
         out = dict(rec, impl=impl, tol=tol)
         try:
-            with pallas_options(
-                interpret=args.interpret or None, gpu_design=rec["design"]
-            ):
-                got = jax.jit(loss(impl))(params, xs, carry)
-                got = jax.block_until_ready(got)
+            got = jax.jit(loss(impl))(params, xs, carry)
+            got = jax.block_until_ready(got)
             out["err"] = rel_err(got, want)
             out["ok"] = bool(out["err"] < tol)
         except Exception as e:  # report and go on: the timings still tell something
@@ -342,13 +342,14 @@ def rnnjax_rows(args, dtype, cell_name, B, H):
         compute_dtype=jnp.dtype(DTYPES[dtype] or jnp.float32),
         out_dtype=jnp.dtype(jnp.float32),
         seq_dtypes=(jnp.dtype(jnp.float32),) * 2,
-        options=PallasOptions("gpu", args.interpret, None),
+        options=Pallas(flavour="gpu", interpret=args.interpret),
         unroll=1,
     )
     note = f"{plan.design}, " + ", ".join(f"{k}={v}" for k, v in plan.blocks)
     for impl in ("pallas", "fused"):
-        f = harness.unroll_fn(cell, impl=impl)
-        opts = pallas_options(interpret=args.interpret or None)
+        value = Pallas(interpret=args.interpret or None) if impl == "pallas" else impl
+        f = harness.unroll_fn(cell, impl=value)
+        opts = contextlib.nullcontext()
         yield (
             f"rnnjax {impl}",
             (note if impl == "pallas" else ""),

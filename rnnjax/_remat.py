@@ -2,7 +2,7 @@
 
 Reverse mode keeps, for every step, what the backward pass needs (the fused kernel
 keeps its linearisation coefficients: 6 ``(*B, H)`` arrays a step for the LSTM).
-Two ways to keep less (``rnnjax.unroll(remat=...)``):
+Two ways to keep less (``rnnjax.UnrollOptions(remat=...)``):
 
 - ``"step"``: each step, its input projection included, runs under
   ``jax.checkpoint`` in a plain ``lax.scan``, so reverse mode keeps only the carry
@@ -30,7 +30,7 @@ import jax
 
 from rnnjax.cells import base
 from rnnjax.kernels._chunks import over_chunks
-from rnnjax.kernels.scan import scan_recurrence
+from rnnjax.kernels.scan import StepInputs, scan_recurrence
 
 REMATS = (None, "step", "chunk")
 
@@ -58,39 +58,71 @@ def default_chunk_size(num_steps: int) -> int:
 
 
 def run(
-    remat, recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size, unroll
+    recurrence,
+    cell,
+    params,
+    carry0,
+    xs,
+    *,
+    remat,
+    chunk_size=None,
+    unroll=1,
+    valid=None,
+    resets=None,
+    rec_mask=None,
 ):
-    """Runs the recurrence over time-major ``xs`` with ``remat`` ("step" or
-    "chunk"); returns ``(carry_T, ys (T, *B, Y))``."""
+    """Runs ``recurrence`` over time-major ``xs (T, *B, I)`` with ``remat``
+    ("step" or "chunk"); returns ``(carry_T, ys (T, *B, Y))``. ``valid``,
+    ``resets`` and ``rec_mask`` as in :class:`rnnjax.kernels.StepInputs`."""
     if remat == "step":
-        recurrence, size = scan_recurrence, 1
+        recurrence, chunk_size = scan_recurrence, 1
     return chunked(
-        recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size, unroll
+        recurrence,
+        cell,
+        params,
+        carry0,
+        xs,
+        size=chunk_size,
+        unroll=unroll,
+        valid=valid,
+        resets=resets,
+        rec_mask=rec_mask,
     )
 
 
 def chunked(
-    recurrence, cell, params, carry0, xs, valid, resets, rec_mask, size, unroll
+    recurrence,
+    cell,
+    params,
+    carry0,
+    xs,
+    *,
+    size=None,
+    unroll=1,
+    valid=None,
+    resets=None,
+    rec_mask=None,
 ):
-    """Runs ``recurrence`` over time-major ``xs (T, *B, I)`` chunk by chunk, each
-    chunk (projection and recurrence) under ``jax.checkpoint``; ``unroll`` is the
-    steps per loop iteration inside a chunk.
+    """Runs ``recurrence`` over time-major ``xs (T, *B, I)`` chunk by chunk of
+    ``size`` steps (default ``ceil(sqrt(T))``), each chunk (projection and
+    recurrence) under ``jax.checkpoint``; ``unroll`` is the steps per loop
+    iteration inside a chunk.
 
     Returns ``(carry_T, ys (T, *B, Y))`` as ``recurrence`` gives on the whole
     sequence. ``valid``/``resets``: ``(T, *B)`` booleans or ``None``.
     """
     size = size or default_chunk_size(xs.shape[0])
 
-    def chunk_fn(carry, inputs):
-        x, v, r = inputs
+    def chunk_fn(carry, chunk_xs):
+        x, v, r = chunk_xs
         zs, bias = base.project_split(cell, params, x)
         if r is None:
-            return recurrence(cell, params, carry, zs, v, None, rec_mask, unroll, bias)
+            inputs = StepInputs(zs, bias, v, None, rec_mask)
+            return recurrence(cell, params, carry, inputs, unroll=unroll)
         # A reset returns to the sequence's carry0, not to this chunk's start, which
         # the kernels cannot tell apart: run the plain scan that can.
-        return scan_recurrence(
-            cell, params, carry0, zs, v, r, rec_mask, unroll, bias, start=carry
-        )
+        inputs = StepInputs(zs, bias, v, r, rec_mask)
+        return scan_recurrence(cell, params, carry0, inputs, unroll=unroll, start=carry)
 
     chunk_fn = jax.checkpoint(chunk_fn, prevent_cse=False)
     return over_chunks(chunk_fn, carry0, xs, valid, resets, size, base.event_ndim(cell))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -24,12 +23,16 @@ class UnrollOptions:
     Flax modules; hashable, so it can be a static argument of ``jax.jit``.
 
     Attributes:
-      impl: the implementation of the recurrence: ``"auto"`` (the fastest valid
+      impl: the implementation of the recurrence, an
+        :class:`rnnjax.kernels.Impl` or its string: ``"auto"`` (the fastest valid
         one for the cell and platform), ``"scan"`` (plain ``lax.scan``, every
         cell), ``"fused"`` (fused-form cells), ``"associative"`` (a parallel scan,
         for cells linear in the state such as ``min_gru``) or ``"pallas"``
         (Pallas kernels for the plain LSTM and the GRU with reset after, GPU/TPU;
-        reverse-mode derivatives only; interpreted on the CPU).
+        reverse-mode derivatives only; interpreted on the CPU); or an
+        :class:`rnnjax.kernels.Pallas` value, ``"pallas"`` with its options
+        (flavour, interpreter, GPU design). Strings are stored as ``Impl``
+        members, which compare equal to them.
       unroll: steps per loop iteration of ``lax.scan``.
       remat: memory for reverse mode, exactly the same numbers: ``None`` keeps
         each step's residuals (fastest); ``"step"`` keeps only the carry of each
@@ -40,12 +43,13 @@ class UnrollOptions:
         ``ceil(sqrt(T))``).
     """
 
-    impl: Any = "auto"
+    impl: kernels.Impl | kernels.Pallas | str = "auto"
     unroll: int = 1
     remat: str | None = None
     chunk_size: int | None = None
 
     def __post_init__(self):
+        object.__setattr__(self, "impl", kernels.impl.as_impl(self.impl))
         if isinstance(self.unroll, bool) or not isinstance(self.unroll, int):
             raise ValueError(f"unroll: expected a positive int, got {self.unroll!r}")
         if self.unroll < 1:
@@ -65,11 +69,6 @@ def unroll(
     resets=None,
     rec_mask=None,
     options: UnrollOptions | None = None,
-    # TRANSITIONAL (issue 12): the four below become options=UnrollOptions(...)
-    unroll: int | None = None,
-    impl: str | None = None,
-    remat: str | None = None,
-    chunk_size: int | None = None,
 ):
     """Runs ``cell`` over the time axis of ``xs``.
 
@@ -78,7 +77,8 @@ def unroll(
     chunk inside the loop instead); the recurrence runs through ``impl``:
     ``"scan"`` (plain ``lax.scan``), ``"fused"`` (fused-form cells only),
     ``"associative"`` (a parallel scan, for cells linear in the state such as
-    ``min_gru``) or ``"auto"`` (the fastest valid one).
+    ``min_gru``), ``"pallas"`` or ``"auto"`` (the fastest valid one): see
+    :class:`UnrollOptions`.
 
     Args:
       cell: an rnnjax cell.
@@ -97,36 +97,30 @@ def unroll(
       resets: boolean, laid out like ``xs`` without its feature axis: where true,
         the carry returns to the initial carry (``carry``) before that step, for
         episode boundaries. With ``reverse`` the flag stays with its step.
-      unroll: steps per loop iteration of ``lax.scan``.
-      impl: ``"auto"``, ``"scan"``, ``"fused"``, ``"associative"`` or
-        ``"pallas"`` (Pallas kernels for the plain LSTM and the GRU with reset
-        after, GPU/TPU; reverse-mode derivatives only; interpreted on the CPU).
       rec_mask: optional ``(*B, K)`` multiplier of the recurrent product's operand
         (variational recurrent dropout; see ``rnnjax.stack``).
-      remat: memory for reverse mode, exactly the same numbers: ``None`` keeps
-        each step's residuals (fastest); ``"step"`` keeps only the carry of each
-        step and recomputes the gates in the backward pass (a plain ``lax.scan``
-        whatever ``impl``); ``"chunk"`` keeps only the carry every ``chunk_size``
-        steps and recomputes one chunk at a time with ``impl``'s kernel. See
-        ``benchmarks/RESULTS.md`` for peak memory against ``T``.
-      chunk_size: steps per chunk for ``remat="chunk"`` (default
-        ``ceil(sqrt(T))``).
+      options: an :class:`UnrollOptions` (default ``UnrollOptions()``): the
+        implementation (``impl``), steps per loop iteration (``unroll``) and what
+        reverse mode keeps (``remat``, ``chunk_size``; ``benchmarks/RESULTS.md``
+        has peak memory against ``T``).
 
     Returns:
       ``(carry, ys)``: the final carry and outputs ``(*B, T, Y)`` (time-major when
       ``time_major``).
     """
-    options = _transitional_options(options, impl, unroll, remat, chunk_size)
-    impl, unroll = options.impl, options.unroll
-    remat, chunk_size = options.remat, options.chunk_size
+    if options is None:
+        options = UnrollOptions()
+    elif not isinstance(options, UnrollOptions):
+        raise TypeError(
+            f"options: expected an rnnjax.UnrollOptions, got {type(options).__name__}"
+        )
     _validate.check_cell(cell)
     time_axis = -(base.event_ndim(cell) + 1)
     num_steps, batch_shape, carry_shape = _validate.check_xs(
         xs, time_major, base.event_ndim(cell)
     )
     base.check_params(cell, params, xs.shape[-1])
-    recurrence = kernels.select(cell, impl)
-    _remat.check_remat(remat, chunk_size)
+    recurrence = kernels.select(cell, options.impl)
     expected = cell.initial_carry(carry_shape)
     if carry is None:
         carry = expected
@@ -143,46 +137,30 @@ def unroll(
         order = _reversal(num_steps, batch_shape, lengths)
         xs, resets = _permute(xs, order), _permute(resets, order)
     valid = None if lengths is None else _valid_mask(num_steps, lengths)
-    if remat is not None:
+    masks = dict(valid=valid, resets=resets, rec_mask=rec_mask)
+    if options.remat is not None:
         carry, ys = _remat.run(
-            remat,
             recurrence,
             cell,
             params,
             carry,
             xs,
-            valid,
-            resets,
-            rec_mask,
-            chunk_size,
-            unroll,
+            remat=options.remat,
+            chunk_size=options.chunk_size,
+            unroll=options.unroll,
+            **masks,
         )
     else:
         carry, ys = _project_and_recur(
-            recurrence, cell, params, carry, xs, valid, resets, rec_mask, unroll
+            recurrence, cell, params, carry, xs, unroll=options.unroll, **masks
         )
     if reverse:
         ys = _permute(ys, order)  # the reversal is its own inverse
     return carry, ys if time_major else jnp.moveaxis(ys, 0, time_axis)
 
 
-def _transitional_options(options, impl, unroll, remat, chunk_size):
-    """TRANSITIONAL (issue 12): the old keyword arguments as one UnrollOptions."""
-    old = dict(impl=impl, unroll=unroll, remat=remat, chunk_size=chunk_size)
-    old = {k: v for k, v in old.items() if v is not None}
-    if options is None:
-        return UnrollOptions(**old)
-    if not isinstance(options, UnrollOptions):
-        raise TypeError(
-            f"options: expected an rnnjax.UnrollOptions, got {type(options).__name__}"
-        )
-    if old:
-        raise TypeError(f"options: given with {sorted(old)}; put them in options")
-    return options
-
-
 def _project_and_recur(
-    recurrence, cell, params, carry, xs, valid, resets, rec_mask, unroll
+    recurrence, cell, params, carry, xs, *, unroll, valid, resets, rec_mask
 ):
     """The input projection of time-major ``xs`` and the recurrence over it.
 
@@ -194,12 +172,19 @@ def _project_and_recur(
         chunk = kernels.fused.projection_chunk(cell, params, xs)
         if chunk is not None:
             return kernels.fused.projected_recurrence(
-                cell, params, carry, xs, valid, resets, rec_mask, unroll, chunk=chunk
+                cell,
+                params,
+                carry,
+                xs,
+                valid=valid,
+                resets=resets,
+                rec_mask=rec_mask,
+                unroll=unroll,
+                chunk=chunk,
             )
     zs, bias = base.project_split(cell, params, xs)  # the step adds the bias
-    return recurrence(
-        cell, params, carry, zs, valid, resets, rec_mask, unroll, bias=bias
-    )
+    inputs = kernels.StepInputs(zs, bias, valid, resets, rec_mask)
+    return recurrence(cell, params, carry, inputs, unroll=unroll)
 
 
 def _match_batch_sharding(carry, xs, batch_ndim):

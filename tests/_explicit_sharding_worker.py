@@ -58,7 +58,9 @@ def main():
     for name, (cell, impls) in cells.items():
         params = cell.init(k[2], I)
         for impl in impls:
-            f = lambda p, x, c=cell, i=impl: rnnjax.unroll(c, p, x, impl=i)
+            f = lambda p, x, c=cell, i=impl: rnnjax.unroll(
+                c, p, x, options=rnnjax.UnrollOptions(impl=i)
+            )
             check(f"{name} {impl}", f, (params, xs), (params, sharded(xs)))
 
     cell = rnnjax.lstm(H)
@@ -69,9 +71,15 @@ def main():
             cell, p, x, seq_lengths=n, reverse=True
         ),
         "resets": lambda p, x, n, r: rnnjax.unroll(cell, p, x, resets=r),
-        "remat step": lambda p, x, n, r: rnnjax.unroll(cell, p, x, remat="step"),
+        "remat step": lambda p, x, n, r: rnnjax.unroll(
+            cell, p, x, options=rnnjax.UnrollOptions(remat="step")
+        ),
         "remat chunk": lambda p, x, n, r: rnnjax.unroll(
-            cell, p, x, remat="chunk", chunk_size=4, seq_lengths=n
+            cell,
+            p,
+            x,
+            seq_lengths=n,
+            options=rnnjax.UnrollOptions(remat="chunk", chunk_size=4),
         ),
         "time_major": lambda p, x, n, r: rnnjax.unroll(
             cell, p, jnp.swapaxes(x, 0, 1), time_major=True

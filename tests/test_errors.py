@@ -104,9 +104,9 @@ def test_bad_resets(setup, resets, exc, match):
 def test_unknown_impl_and_bad_unroll(setup):
     cell, params, xs = setup
     with pytest.raises(ValueError, match=r"impl: expected one of .*got 'cudnn'"):
-        rnnjax.unroll(cell, params, xs, impl="cudnn")
+        rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(impl="cudnn"))
     with pytest.raises(ValueError, match="unroll: expected a positive int, got 0"):
-        rnnjax.unroll(cell, params, xs, unroll=0)
+        rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(unroll=0))
 
 
 def test_fused_on_a_cell_without_the_form(setup):
@@ -114,7 +114,7 @@ def test_fused_on_a_cell_without_the_form(setup):
     cell = rnnjax.gru(H, reset_after=False)
     params = cell.init(jax.random.key(0), INPUT)
     with pytest.raises(ValueError, match="impl: 'fused' needs a cell of the fused"):
-        rnnjax.unroll(cell, params, xs, impl="fused")
+        rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(impl="fused"))
 
 
 def test_not_a_cell(setup):

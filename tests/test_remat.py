@@ -1,4 +1,4 @@
-"""``unroll(remat=...)``: the same values and gradients as no remat, less memory."""
+"""``UnrollOptions(remat=...)``: the values and gradients of no remat, less memory."""
 
 import jax
 import jax.numpy as jnp
@@ -35,7 +35,12 @@ def _objective(cell, remat, chunk_size, **kwargs):
 
     def f(params, xs, carry):
         final, ys = rnnjax.unroll(
-            cell, params, xs, carry=carry, remat=remat, chunk_size=chunk_size, **kwargs
+            cell,
+            params,
+            xs,
+            carry=carry,
+            **kwargs,
+            options=rnnjax.UnrollOptions(remat=remat, chunk_size=chunk_size),
         )
         leaves = [ys] + [c for c in jax.tree.leaves(final) if c.dtype.kind == "f"]
         weights = random_like(leaves, 7)
@@ -72,7 +77,9 @@ def test_remat_without_options_and_forward_values():
     params, xs = _inputs("lstm", cell)
     ref = rnnjax.unroll(cell, params, xs)
     for remat, size in REMATS:
-        got = rnnjax.unroll(cell, params, xs, remat=remat, chunk_size=size)
+        got = rnnjax.unroll(
+            cell, params, xs, options=rnnjax.UnrollOptions(remat=remat, chunk_size=size)
+        )
         for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):
             assert_close(g, r, f"remat={remat} chunk_size={size}")
 
@@ -83,7 +90,12 @@ def _peak_bytes(remat, num_steps=1024, hidden=32):
     xs = jax.ShapeDtypeStruct((1, num_steps, hidden), jnp.float32)
 
     def loss(params, xs):
-        return jnp.mean(rnnjax.unroll(cell, params, xs, remat=remat)[1] ** 2)
+        return jnp.mean(
+            rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(remat=remat))[
+                1
+            ]
+            ** 2
+        )
 
     m = jax.jit(jax.grad(loss)).lower(params, xs).compile().memory_analysis()
     return m.temp_size_in_bytes + m.argument_size_in_bytes + m.output_size_in_bytes
@@ -123,4 +135,5 @@ def test_bad_remat_arguments(kwargs, error, match):
     cell = rnnjax.lstm(3)
     params = cell.init(jax.random.key(0), 2)
     with pytest.raises(error, match=match):
-        rnnjax.unroll(cell, params, jnp.zeros((1, 4, 2)), **kwargs)
+        options = rnnjax.UnrollOptions(**kwargs)
+        rnnjax.unroll(cell, params, jnp.zeros((1, 4, 2)), options=options)

@@ -30,15 +30,21 @@ B, T, I, H = 4, 6, 3, 5
 LENGTHS = jnp.array([6, 1, 0, 4])
 RESETS = jnp.array([[0, 0, 1, 0, 0, 0], [0] * 6, [0, 1, 0, 0, 0, 0], [0] * 6], bool)
 
+U = rnnjax.UnrollOptions
 CASES = {  # name: (cell, unroll keyword arguments)
     "lstm auto": (rnnjax.lstm(H), {}),
     "lstm fused, lengths, resets, reverse": (
         rnnjax.lstm(H, peephole=True),
-        dict(impl="fused", seq_lengths=LENGTHS, resets=RESETS, reverse=True),
+        dict(
+            options=U(impl="fused"),
+            seq_lengths=LENGTHS,
+            resets=RESETS,
+            reverse=True,
+        ),
     ),
-    "lstm scan": (rnnjax.lstm(H), dict(impl="scan", seq_lengths=LENGTHS)),
-    "gru remat chunk": (rnnjax.gru(H), dict(remat="chunk", chunk_size=4)),
-    "gru remat step": (rnnjax.gru(H), dict(remat="step")),
+    "lstm scan": (rnnjax.lstm(H), dict(options=U(impl="scan"), seq_lengths=LENGTHS)),
+    "gru remat chunk": (rnnjax.gru(H), dict(options=U(remat="chunk", chunk_size=4))),
+    "gru remat step": (rnnjax.gru(H), dict(options=U(remat="step"))),
     "min_gru associative": (rnnjax.min_gru(H), dict(seq_lengths=LENGTHS)),
     "clockwork": (rnnjax.clockwork_rnn(6, 3, (1, 2, 4)), {}),
 }

@@ -144,12 +144,27 @@ def test_unroll_factor_does_not_change_results():
     xs = jax.random.normal(jax.random.key(1), (2, 7, INPUT))
     base = rnnjax.unroll(cell, params, xs)
     for factor in (2, 3, 8):
-        other = rnnjax.unroll(cell, params, xs, unroll=factor)
+        other = rnnjax.unroll(
+            cell, params, xs, options=rnnjax.UnrollOptions(unroll=factor)
+        )
         jax.tree.map(
             lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6),
             base,
             other,
         )
+
+
+def test_options_is_one_value():
+    """The unroll options come as one ``UnrollOptions``; the four old keywords are
+    gone and anything else in ``options`` is an error naming it."""
+    cell = rnnjax.lstm(4)
+    params = cell.init(jax.random.key(0), INPUT)
+    xs = jnp.ones((2, 3, INPUT))
+    with pytest.raises(TypeError, match=r"options: expected an rnnjax\.UnrollOptions"):
+        rnnjax.unroll(cell, params, xs, options={"impl": "scan"})
+    for old in ("impl", "unroll", "remat", "chunk_size"):
+        with pytest.raises(TypeError, match=old):
+            rnnjax.unroll(cell, params, xs, **{old: None})
 
 
 def test_check_lengths_with_checkify():

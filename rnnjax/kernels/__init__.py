@@ -1,5 +1,16 @@
 """Implementations of the recurrence, each next to the reference it must equal.
 
+The contract. Every recurrence is a function::
+
+    recurrence(cell, params, carry0, inputs, *, unroll=1) -> (carry_T, ys)
+
+with ``inputs`` a :class:`StepInputs` (time-major ``zs (T, *B, Z)``, an optional
+``bias (Z,)`` added to every step, ``valid`` and ``resets`` booleans ``(T, *B)``,
+a ``rec_mask (*B, K)``; absent ones ``None``), ``unroll`` the steps per loop
+iteration, ``carry_T`` the carry after the last valid step and ``ys (T, *B, Y)``
+the outputs (zero on invalid steps). All of them give the numbers of
+``scan_recurrence`` (to float rounding), values and derivatives.
+
 - ``scan``: the plain ``lax.scan`` over ``cell.recur`` (reference; every cell).
 - ``fused``: fused-form cells; hand-written derivative (a ``custom_jvp`` with a
   linear tangent scan) with the weight products hoisted out of the time loop;
@@ -11,8 +22,12 @@
 - ``pallas``: the plain LSTM and the GRU (reset after); Pallas kernels that walk
   time with ``W_h`` on chip, forward and backward (a ``custom_vjp``: reverse mode
   only). GPU (Triton) and TPU (Mosaic) flavours, picked by the backend at trace
-  time; on the CPU they run in Pallas' interpreter (slow; for tests). See
-  ``pallas_gpu``, ``pallas_tpu`` and :func:`pallas_options`.
+  time unless :class:`Pallas` names one; on the CPU they run in Pallas'
+  interpreter (slow; for tests). See ``pallas_gpu`` and ``pallas_tpu``.
+
+The choice is a value, ``rnnjax.UnrollOptions(impl=...)``: an :class:`Impl` (or
+its string) or a :class:`Pallas` (``"pallas"`` with options); :func:`select`
+turns it into the recurrence function.
 """
 
 import functools
@@ -20,25 +35,15 @@ import functools
 import jax
 
 from rnnjax.cells.base import is_fusable
-from rnnjax.kernels import _pallas_common
-from rnnjax.kernels._pallas_common import (
-    PallasOptions,
-    check_supported,
-    is_supported,
-    pallas_options,
-    resolved_options,
-)
 from rnnjax.kernels.associative import (
     associative_recurrence,
     check_linear,
     has_linear_recurrence,
 )
 from rnnjax.kernels.fused import fused_recurrence
-from rnnjax.kernels.pallas_gpu import GPU
-from rnnjax.kernels.pallas_tpu import TPU
-from rnnjax.kernels.scan import scan_recurrence
-
-IMPLS = ("auto", "scan", "fused", "associative", "pallas")
+from rnnjax.kernels.impl import IMPLS, Impl, Pallas, as_impl
+from rnnjax.kernels.pallas import check_supported, is_supported, pallas_recurrence
+from rnnjax.kernels.scan import StepInputs, scan_recurrence
 
 # Backends where "auto" picks the Pallas kernels: those where benchmarks/gpu.py's
 # checks passed on real hardware and pallas beat fused (recorded in
@@ -48,57 +53,27 @@ IMPLS = ("auto", "scan", "fused", "associative", "pallas")
 AUTO_PALLAS_BACKENDS: frozenset[str] = frozenset()
 
 
-def pallas_recurrence(
-    cell,
-    params,
-    carry0,
-    zs,
-    valid=None,
-    resets=None,
-    rec_mask=None,
-    unroll=1,
-    bias=None,
-    *,
-    fallback=None,
-):
-    """Same contract as :func:`rnnjax.kernels.scan.scan_recurrence`, through the
-    Pallas kernels of the flavour that :func:`pallas_options` resolves to (TPU on a
-    TPU backend, GPU otherwise). ``fallback`` runs shapes the kernels cannot hold
-    (else they raise ValueError)."""
-    options = resolved_options()
-    return _pallas_common.recurrence(
-        TPU if options.flavour == "tpu" else GPU,
-        cell,
-        params,
-        carry0,
-        zs,
-        valid,
-        resets,
-        rec_mask,
-        unroll,
-        bias,
-        options=options,
-        fallback=fallback,
-    )
-
-
-def select(cell, impl: str):
-    """Returns the recurrence function for ``impl`` (``"auto"`` picks the fastest
-    valid one for this cell: ``associative`` for cells linear in the state;
-    ``pallas`` for the plain LSTM and the GRU on the backends of
-    :data:`AUTO_PALLAS_BACKENDS` (none yet; ``fused`` for shapes it cannot hold);
-    ``fused`` for fused-form cells; ``scan`` otherwise)."""
-    if impl not in IMPLS:
-        raise ValueError(f"impl: expected one of {IMPLS}, got {impl!r}")
-    if impl == "pallas":
+def select(cell, impl):
+    """Returns the recurrence function for ``impl`` (an :class:`Impl`, its string
+    or a :class:`Pallas`). ``"auto"`` picks the fastest valid one for this cell:
+    ``associative`` for cells linear in the state; ``pallas`` for the plain LSTM
+    and the GRU on the backends of :data:`AUTO_PALLAS_BACKENDS` (none yet;
+    ``fused`` for shapes it cannot hold); ``fused`` for fused-form cells; ``scan``
+    otherwise. Raises ValueError naming ``impl`` when the cell cannot run it."""
+    impl = as_impl(impl)
+    if isinstance(impl, Pallas) or impl == Impl.PALLAS:
+        options = impl if isinstance(impl, Pallas) else Pallas()
         check_supported(cell)
-        return pallas_recurrence
-    if impl == "associative" or (impl == "auto" and has_linear_recurrence(cell)):
+        return functools.partial(pallas_recurrence, options=options)
+    auto = impl == Impl.AUTO
+    if impl == Impl.ASSOCIATIVE or (auto and has_linear_recurrence(cell)):
         check_linear(cell)
         return associative_recurrence
-    if impl == "auto" and _accelerator() and is_supported(cell):
-        return functools.partial(pallas_recurrence, fallback=fused_recurrence)
-    if impl == "scan" or (impl == "auto" and not is_fusable(cell)):
+    if auto and _accelerator() and is_supported(cell):
+        return functools.partial(
+            pallas_recurrence, options=Pallas(), fallback=fused_recurrence
+        )
+    if impl == Impl.SCAN or (auto and not is_fusable(cell)):
         return scan_recurrence
     return fused_recurrence
 
@@ -111,11 +86,12 @@ def _accelerator() -> bool:
 __all__ = [
     "AUTO_PALLAS_BACKENDS",
     "IMPLS",
-    "PallasOptions",
+    "Impl",
+    "Pallas",
+    "StepInputs",
     "associative_recurrence",
     "fused_recurrence",
     "has_linear_recurrence",
-    "pallas_options",
     "pallas_recurrence",
     "scan_recurrence",
     "select",

@@ -32,6 +32,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax.cells.base import LinearRecurrenceCell, expand
+from rnnjax.kernels.scan import StepInputs
 
 
 def has_linear_recurrence(cell) -> bool:
@@ -57,26 +58,16 @@ def _compose(first, second):
     return a1 * a2, a2 * b1 + b2
 
 
-def associative_recurrence(
-    cell,
-    params,
-    carry0,
-    zs,
-    valid=None,
-    resets=None,
-    rec_mask=None,
-    unroll=1,
-    bias=None,
-):
-    """Runs ``cell`` over ``zs (T, *B, Z)``; returns ``(carry_T, ys (T, *B, H))``.
+def associative_recurrence(cell, params, carry0, inputs: StepInputs, *, unroll=1):
+    """Runs ``cell`` over ``inputs.zs (T, *B, Z)``; returns
+    ``(carry_T, ys (T, *B, H))`` (the contract of :mod:`rnnjax.kernels`).
 
-    The contract of :func:`rnnjax.kernels.scan_recurrence`: ``valid`` and ``resets``
-    boolean ``(T, *B)`` or ``None``, ``rec_mask (*B, H)`` or ``None``, ``bias (Z,)``
-    added to every ``z``. ``unroll`` is accepted for that contract and unused.
-    The carry is ``h (*B, H)`` and the output ``y_t = h_t``.
+    ``unroll`` is accepted for that contract and unused. The carry is
+    ``h (*B, H)`` and the output ``y_t = h_t``.
     """
     check_linear(cell)
     del unroll
+    zs, bias, valid, resets, rec_mask = inputs
     if bias is not None:
         zs = zs + expand(bias, zs.ndim)
     a, b = cell.linear_coefficients(params, zs)  # (T, *B, H) each

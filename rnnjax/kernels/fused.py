@@ -25,8 +25,8 @@ work in any order. Symbolic zeros skip the terms of inputs that are not
 differentiated. ``scan.scan_recurrence`` is the reference it must equal.
 
 XLA:CPU detail that shapes the forward scan: a wide per-step slice ``zs[t]`` fused
-into the transcendental gate arithmetic compiles to slow code (the LSTM step took
-about 5x longer; see ``benchmarks/RESULTS.md``). The forward scan therefore reads
+into the transcendental gate arithmetic compiles to slow code (several times slower
+for the LSTM step; ``benchmarks/RESULTS.md``). The forward scan therefore reads
 step ``t + 1``'s inputs into the loop carry one step ahead (software pipelining),
 so the gate arithmetic reads plain buffers. The tangent scan stays a plain scan:
 its per-step inputs are residuals that JAX's partial evaluation then hands to the
@@ -57,33 +57,26 @@ from rnnjax.cells.base import (
 )
 from rnnjax.kernels import _linear
 from rnnjax.kernels._chunks import over_chunks
-from rnnjax.kernels.scan import _broadcast_mask, scan_recurrence, tree_where
+from rnnjax.kernels.scan import (
+    StepInputs,
+    broadcast_mask,
+    scan_recurrence,
+    tree_where,
+)
 
 
-def fused_recurrence(
-    cell,
-    params,
-    carry0,
-    zs,
-    valid=None,
-    resets=None,
-    rec_mask=None,
-    unroll=1,
-    bias=None,
-):
-    """Same contract as :func:`rnnjax.kernels.scan.scan_recurrence`."""
+def fused_recurrence(cell, params, carry0, inputs: StepInputs, *, unroll=1):
+    """The contract of :mod:`rnnjax.kernels`, for cells of the fused form."""
     if not is_fusable(cell):
         raise ValueError(
             f"impl: 'fused' needs a cell of the fused form; {type(cell).__name__} "
             "with these options is not (use impl='scan' or 'auto')"
         )
-    if zs.shape[0] == 0:  # nothing to fuse; the reference handles empty sequences
-        return scan_recurrence(
-            cell, params, carry0, zs, valid, resets, rec_mask, unroll, bias
-        )
+    if inputs.zs.shape[0] == 0:  # nothing to fuse; the reference handles no steps
+        return scan_recurrence(cell, params, carry0, inputs, unroll=unroll)
     w = cell.rec_weight(params)
     pw = cell.pointwise_params(params)
-    return _fused(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, bias)
+    return _fused(cell, unroll, pw, w, carry0, inputs)
 
 
 # ------------------------------------------------------------------------ pieces
@@ -97,7 +90,7 @@ def _select_valid(v, new, old, y):
     """Padding: the carry is left unchanged and the output is zero."""
     if v is None:
         return new, y
-    y = jnp.where(_broadcast_mask(v, y), y, jnp.zeros((), y.dtype))
+    y = jnp.where(broadcast_mask(v, y), y, jnp.zeros((), y.dtype))
     return tree_where(v, new, old), y
 
 
@@ -124,22 +117,9 @@ def _pipelined_scan(body, init, seq, unroll):
     return carry, outs
 
 
-def _forward(
-    cell,
-    unroll,
-    pw,
-    w,
-    carry0,
-    zs,
-    valid,
-    resets,
-    rec_mask,
-    bias,
-    lin=None,
-    start=None,
-):
-    """Forward scan (from ``start`` when given, a chunk's incoming carry; resets
-    still return to ``carry0``).
+def _forward(cell, unroll, pw, w, carry0, inputs, lin=None, start=None):
+    """Forward scan over ``inputs`` (a :class:`StepInputs`), from ``start`` when
+    given (a chunk's incoming carry; resets still return to ``carry0``).
 
     With ``lin`` (flags ``(additive, wrt_z, wrt_pw)``), each step also linearises
     itself where it stands and returns, stacked over time, what the tangent scan
@@ -148,10 +128,11 @@ def _forward(
     and the unmasked operand ``op_t`` (for the weight terms). The gate activations
     and their derivatives are computed once, here.
     """
+    zs, bias, valid, resets, rec_mask = inputs
     wc = _cast_w(cell, w)
 
-    def body(carry, inputs):
-        z, v, r = inputs
+    def body(carry, step):
+        z, v, r = step
         z = z if bias is None else z + expand(bias, z.ndim)  # fused into the gates
         carry_in = carry if r is None else tree_where(r, carry0, carry)
         op = cell.rec_input(carry_in)
@@ -215,8 +196,8 @@ def _is_additive(cell, pw, carry, z, hw) -> bool:
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def _fused(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, bias):
-    return _forward(cell, unroll, pw, w, carry0, zs, valid, resets, rec_mask, bias)
+def _fused(cell, unroll, pw, w, carry0, inputs):
+    return _forward(cell, unroll, pw, w, carry0, inputs)
 
 
 # ------------------------------------------------------------------------ the JVP
@@ -239,8 +220,10 @@ def _instantiate(tangent, primal):
 
 
 def _fused_jvp(cell, unroll, primals, tangents):
-    pw, w, carry0, zs, valid, resets, rec_mask, bias = primals
-    dpw, dw, dcarry0, dzs, _, _, dmask, dbias = tangents
+    pw, w, carry0, inputs = primals
+    dpw, dw, dcarry0, dinputs = tangents
+    zs, bias, valid, resets, rec_mask = inputs
+    dzs, dbias, dmask = dinputs.zs, dinputs.bias, dinputs.rec_mask
     if bias is not None and _nonzero(dbias):  # the step sees z + bias
         dzs = _instantiate(dzs, zs) + jnp.broadcast_to(expand(dbias, zs.ndim), zs.shape)
     wrt_z, wrt_pw = _nonzero(dzs), _nonzero(dpw)
@@ -253,17 +236,7 @@ def _fused_jvp(cell, unroll, primals, tangents):
         cell, pw, carry0, zs[0], jnp.zeros(hw_shape.shape, hw_shape.dtype)
     )
     carry_t, ys, step_lin, op_lin, ops = _forward(
-        cell,
-        unroll,
-        pw,
-        w,
-        carry0,
-        zs,
-        valid,
-        resets,
-        rec_mask,
-        bias,
-        (additive, wrt_z, wrt_pw),
+        cell, unroll, pw, w, carry0, inputs, (additive, wrt_z, wrt_pw)
     )
 
     # The weight terms of every step at once: (T*B, K) @ (K, N), one product each.
@@ -281,8 +254,8 @@ def _fused_jvp(cell, unroll, primals, tangents):
     dcarry0 = _instantiate(dcarry0, carry0)
     extra = (_instantiate(dpw, pw),) if wrt_pw else ()
 
-    def tangent_step(dcarry, inputs):
-        step_lin_t, op_lin_t, u_t, dz_t, v, r = inputs
+    def tangent_step(dcarry, step):
+        step_lin_t, op_lin_t, u_t, dz_t, v, r = step
         dcarry_in = dcarry if r is None else tree_where(r, dcarry0, dcarry)
         dhw = linear(mask_operand(op_lin_t(dcarry_in), rec_mask), wc, cell.dtype)
         if u_t is not None:
@@ -311,9 +284,9 @@ _fused.defjvp(_fused_jvp, symbolic_zeros=True)
 # A forward-only call on the CPU projects the inputs chunk by chunk when the whole
 # projection would be large: XLA:CPU allocates its temporaries afresh on each call,
 # and glibc maps a block above its mmap threshold (at most 32 MiB) anew every time,
-# faulting in each page (measured: B=64, T=256, I=H=512 LSTM forward 363 -> 328 ms,
-# B=64 T=256 I=H=256 131 -> 102 ms; a 16 MiB projection gains nothing; see
-# benchmarks/RESULTS.md). Chunks of about 8 MiB stay below the threshold.
+# faulting in each page; projecting chunk by chunk makes large forward calls faster,
+# while a 16 MiB projection gains nothing (benchmarks/RESULTS.md). Chunks of about
+# 8 MiB stay below the threshold.
 _CHUNK_FROM_BYTES = 32 << 20
 _CHUNK_BYTES = 8 << 20
 
@@ -339,9 +312,10 @@ def projection_chunk(cell, params, xs) -> int | None:
 
 
 def projected_recurrence(
-    cell, params, carry0, xs, valid=None, resets=None, rec_mask=None, unroll=1, *, chunk
+    cell, params, carry0, xs, *, valid=None, resets=None, rec_mask=None, unroll=1, chunk
 ):
-    """``fused_recurrence`` of the input projection of time-major ``xs (T, *B, I)``.
+    """``fused_recurrence`` of the input projection of time-major ``xs (T, *B, I)``
+    (``valid``, ``resets``, ``rec_mask`` as in :class:`StepInputs`).
 
     Computing the values only, the projection runs ``chunk`` steps at a time inside
     a scan over chunks, so the ``(T, *B, Z)`` projection is never held whole. Under
@@ -358,12 +332,11 @@ def projected_recurrence(
 def _projected(cell, unroll, chunk, params, carry0, xs, valid, resets, rec_mask):
     pw, w = cell.pointwise_params(params), cell.rec_weight(params)
 
-    def chunk_fn(carry, inputs):
-        x, v, r = inputs
+    def chunk_fn(carry, chunk_xs):
+        x, v, r = chunk_xs
         zs, bias = project_split(cell, params, x)
-        return _forward(
-            cell, unroll, pw, w, carry0, zs, v, r, rec_mask, bias, start=carry
-        )
+        chunk_inputs = StepInputs(zs, bias, v, r, rec_mask)
+        return _forward(cell, unroll, pw, w, carry0, chunk_inputs, start=carry)
 
     return over_chunks(chunk_fn, carry0, xs, valid, resets, chunk, event_ndim(cell))
 
@@ -379,8 +352,8 @@ def _projected_jvp(cell, unroll, chunk, primals, tangents):
     (pw, w), (dpw, dw) = _partial_jvp(
         lambda p: (cell.pointwise_params(p), cell.rec_weight(p)), (params,), (dparams,)
     )
-    primals = (pw, w, carry0, zs, valid, resets, rec_mask, bias)
-    tangents = (dpw, dw, dcarry0, dzs, None, None, dmask, dbias)
+    primals = (pw, w, carry0, StepInputs(zs, bias, valid, resets, rec_mask))
+    tangents = (dpw, dw, dcarry0, StepInputs(dzs, dbias, None, None, dmask))
     return _fused_jvp(cell, unroll, primals, tangents)
 
 

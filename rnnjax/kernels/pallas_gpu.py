@@ -1,7 +1,8 @@
 """Pallas GPU (Triton) kernels for the LSTM and GRU recurrence.
 
 Pallas has no grid-wide barrier, so one launch cannot split ``W_h`` across blocks
-and step them together. Two designs, by size (``/work/shared/PALLAS.md``):
+and step them together. Two designs, by size (``Pallas(gpu_design=...)`` picks
+one; docs/kernels.md):
 
 - ``"sequence"`` (small ``H``: ``G * Hp * Hp`` compute-dtype elements of ``W_h``
   within 64 KiB, so ``H <= 64`` for the LSTM in float32 or bfloat16): one program

@@ -147,7 +147,8 @@ def _gate(x, k, Hp):
 
 
 def forward(plan, a, training):
-    """``(ys (Tp, Bp, Hp), hT, cT, residuals, hin)``; see ``_pallas_common``."""
+    """``(ys (Tp, Bp, Hp), hT, cT, residuals, hin)``; the layout of
+    ``_pallas_common``."""
     m, Tp, Bp, Hp = plan.math, plan.Tp, plan.Bp, plan.Hp
     G, R, BB = m.gates, m.residuals, plan.block("BB")
     seq, row, whole = _specs(plan)

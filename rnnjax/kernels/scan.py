@@ -1,11 +1,13 @@
 """The plain recurrence: ``lax.scan`` over a cell's ``recur``, autodiff by JAX.
 
 This is the reference every fused kernel must equal, and the path for cells that do
-not have the fused form. Inputs are time-major: ``zs (T, *B, Z)`` from
-``cell.project``, ``valid`` and ``resets`` boolean ``(T, *B)`` or ``None``.
+not have the fused form. It also defines :class:`StepInputs`, the per-step inputs
+that every recurrence takes (the contract is in :mod:`rnnjax.kernels`).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -14,13 +16,38 @@ from jax import lax
 from rnnjax.cells.base import expand, is_fusable, linear, mask_operand
 
 
-def _broadcast_mask(mask, leaf):
+class StepInputs(NamedTuple):
+    """What a recurrence reads besides the cell, its parameters and ``carry0``;
+    time-major, a pytree (``None`` fields are absent).
+
+    Attributes:
+      zs: ``(T, *B, Z)``, the input projection of every step (``cell.project``,
+        or ``cell.project_split`` without its bias).
+      bias: ``(Z,)`` or ``None``, added to every step's ``z`` (a caller may project
+        without the bias and let the step add it: one pass over ``zs`` fewer).
+      valid: boolean ``(T, *B)`` or ``None``; where false (padding) the carry is
+        left unchanged and the output is zero.
+      resets: boolean ``(T, *B)`` or ``None``; where true the carry returns to
+        ``carry0`` before the step.
+      rec_mask: ``(*B, K)`` or ``None``, multiplies the recurrent product's
+        operand (variational recurrent dropout).
+    """
+
+    zs: jax.Array
+    bias: jax.Array | None = None
+    valid: jax.Array | None = None
+    resets: jax.Array | None = None
+    rec_mask: jax.Array | None = None
+
+
+def broadcast_mask(mask, leaf):
+    """``mask (*B,)`` reshaped to broadcast against ``leaf (*B, X...)``."""
     return mask.reshape(mask.shape + (1,) * (leaf.ndim - mask.ndim))
 
 
 def tree_where(mask, a, b):
     """``where(mask, a, b)`` leaf by leaf, ``mask (*B,)`` against leaves ``(*B, X)``."""
-    return jax.tree.map(lambda x, y: jnp.where(_broadcast_mask(mask, x), x, y), a, b)
+    return jax.tree.map(lambda x, y: jnp.where(broadcast_mask(mask, x), x, y), a, b)
 
 
 def masked_step(recur, carry0, carry, z, valid, reset):
@@ -33,7 +60,7 @@ def masked_step(recur, carry0, carry, z, valid, reset):
     new, y = recur(carry_in, z)
     if valid is not None:
         new = tree_where(valid, new, carry)
-        y = jnp.where(_broadcast_mask(valid, y), y, jnp.zeros((), y.dtype))
+        y = jnp.where(broadcast_mask(valid, y), y, jnp.zeros((), y.dtype))
     return new, y
 
 
@@ -51,36 +78,22 @@ def fused_form_recur(cell, params, rec_mask):
     return recur
 
 
-def scan_recurrence(
-    cell,
-    params,
-    carry0,
-    zs,
-    valid=None,
-    resets=None,
-    rec_mask=None,
-    unroll=1,
-    bias=None,
-    *,
-    start=None,
-):
-    """Runs ``cell`` over ``zs (T, *B, Z)``; returns ``(carry_T, ys (T, *B, Y))``.
+def scan_recurrence(cell, params, carry0, inputs: StepInputs, *, unroll=1, start=None):
+    """Runs ``cell`` over ``inputs.zs (T, *B, Z)``; returns
+    ``(carry_T, ys (T, *B, Y))`` (the contract of :mod:`rnnjax.kernels`).
 
-    ``bias`` (optional, ``(Z,)``) is added to every step's ``z``: a caller may
-    project without the bias and let the step add it, which saves a pass over
-    ``zs`` (the fused kernel fuses the add into the gate arithmetic).
-
-    Beyond the kernel contract: ``start`` is the carry to start from when it is not
+    Beyond the contract: ``start`` is the carry to start from when it is not
     ``carry0`` (resets still return to ``carry0``; used for a chunk of a longer
     sequence).
     """
+    zs, bias, valid, resets, rec_mask = inputs
     if is_fusable(cell):
         recur = fused_form_recur(cell, params, rec_mask)
     else:
         recur = lambda carry, z: cell.recur(params, carry, z, rec_mask)
 
-    def body(carry, inputs):
-        z, v, r = inputs
+    def body(carry, step):
+        z, v, r = step
         z = z if bias is None else z + expand(bias, z.ndim)
         return masked_step(recur, carry0, carry, z, v, r)
 

@@ -93,7 +93,8 @@ def test_fused_form_subclass_gets_the_fused_path():
     xs = jax.random.normal(jax.random.key(1), (2, 5, I))
 
     def loss(p, impl):
-        return jnp.sum(jnp.sin(rnnjax.unroll(cell, p, xs, impl=impl)[1]))
+        options = rnnjax.UnrollOptions(impl=impl)
+        return jnp.sum(jnp.sin(rnnjax.unroll(cell, p, xs, options=options)[1]))
 
     for impl in ("scan", "fused"):
         assert np.isfinite(loss(params, impl))

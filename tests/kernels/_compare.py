@@ -14,10 +14,12 @@ FAST_COMPILE = {"xla_backend_optimization_level": 0}
 
 
 def run_impl(cell, impl, **kwargs):
-    """``f(params, xs, carry) = rnnjax.unroll(..., impl=impl, **kwargs)``."""
+    """``f(params, xs, carry) = rnnjax.unroll(...)`` with ``impl`` in its options
+    and ``kwargs``."""
+    options = rnnjax.UnrollOptions(impl=impl)
 
     def f(params, xs, carry):
-        return rnnjax.unroll(cell, params, xs, carry=carry, impl=impl, **kwargs)
+        return rnnjax.unroll(cell, params, xs, carry=carry, options=options, **kwargs)
 
     return f
 

@@ -150,8 +150,10 @@ def test_bias_added_by_the_step():
     def run(recurrence, with_bias):
         def f(p, z, b, c):
             if with_bias:
-                return recurrence(cell, p, c, z, valid, bias=b)
-            return recurrence(cell, p, c, z + b[None, None], valid)
+                inputs = kernels.StepInputs(z, bias=b, valid=valid)
+            else:
+                inputs = kernels.StepInputs(z + b[None, None], valid=valid)
+            return recurrence(cell, p, c, inputs)
 
         return f
 
@@ -190,7 +192,14 @@ def test_vmap(name):
     lengths = problems[0][3]["seq_lengths"]
 
     def loss(impl, p, x, c):
-        out = rnnjax.unroll(cell, p, x, carry=c, seq_lengths=lengths, impl=impl)
+        out = rnnjax.unroll(
+            cell,
+            p,
+            x,
+            carry=c,
+            seq_lengths=lengths,
+            options=rnnjax.UnrollOptions(impl=impl),
+        )
         return sum(jnp.sum(jnp.tanh(leaf)) for leaf in jax.tree.leaves(out))
 
     def batched(impl):
@@ -208,7 +217,12 @@ def test_rec_mask_derivative():
     def grad(impl):
         def f(mask):
             _, ys = rnnjax.unroll(
-                cell, params, xs, carry=carry, rec_mask=mask, impl=impl
+                cell,
+                params,
+                xs,
+                carry=carry,
+                rec_mask=mask,
+                options=rnnjax.UnrollOptions(impl=impl),
             )
             return jnp.sum(jnp.sin(ys))
 
@@ -240,10 +254,15 @@ def test_associative_rejects_other_cells(make):
     params = cell.init(jax.random.key(0), IN)
     xs = jnp.zeros((2, T, IN))
     with pytest.raises(ValueError, match=r"impl.*associative"):
-        rnnjax.unroll(cell, params, xs, impl="associative")
+        rnnjax.unroll(
+            cell, params, xs, options=rnnjax.UnrollOptions(impl="associative")
+        )
     with pytest.raises(ValueError, match="impl"):
         kernels.associative_recurrence(
-            cell, params, cell.initial_carry((2,)), jnp.zeros((T, 2, 3 * H))
+            cell,
+            params,
+            cell.initial_carry((2,)),
+            kernels.StepInputs(jnp.zeros((T, 2, 3 * H))),
         )
 
 

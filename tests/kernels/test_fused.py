@@ -152,7 +152,12 @@ def test_rec_mask_derivative():
     def g(impl):
         def f(mask):
             _, ys = rnnjax.unroll(
-                cell, params, xs, carry=carry, rec_mask=mask, impl=impl
+                cell,
+                params,
+                xs,
+                carry=carry,
+                rec_mask=mask,
+                options=rnnjax.UnrollOptions(impl=impl),
             )
             return jnp.sum(jnp.sin(ys))
 
@@ -186,7 +191,9 @@ def test_jvp_of_auto_and_grad_of_jvp():
     dxs = random_like(xs, 8)
 
     def directional(impl, p):
-        f = lambda x: rnnjax.unroll(cell, p, x, carry=carry, impl=impl)[1]
+        f = lambda x: rnnjax.unroll(
+            cell, p, x, carry=carry, options=rnnjax.UnrollOptions(impl=impl)
+        )[1]
         return jnp.sum(jax.jvp(f, (xs,), (dxs,))[1] ** 2)
 
     for impl in ("auto", "fused"):
@@ -206,7 +213,14 @@ def test_vmap(name):
     lengths = problems[0][3]["seq_lengths"]
 
     def loss(impl, p, x, c):
-        out = rnnjax.unroll(cell, p, x, carry=c, seq_lengths=lengths, impl=impl)
+        out = rnnjax.unroll(
+            cell,
+            p,
+            x,
+            carry=c,
+            seq_lengths=lengths,
+            options=rnnjax.UnrollOptions(impl=impl),
+        )
         return sum(jnp.sum(jnp.tanh(leaf)) for leaf in jax.tree.leaves(out))
 
     def batched(impl):
@@ -271,8 +285,10 @@ def test_bias_added_by_the_step(name):
     def run(recurrence, with_bias):
         def f(p, z, b, c):
             if with_bias:
-                return recurrence(cell, p, c, z, valid, bias=b)
-            return recurrence(cell, p, c, z + b[None, None], valid)
+                inputs = kernels.StepInputs(z, bias=b, valid=valid)
+            else:
+                inputs = kernels.StepInputs(z + b[None, None], valid=valid)
+            return recurrence(cell, p, c, inputs)
 
         return f
 
@@ -293,8 +309,15 @@ def test_empty_sequence():
     cell = FUSABLE["lstm"]()
     params, _, carry, _ = _problem(cell, (2,), 13)
     xs = jnp.zeros((2, 0, IN))
-    fused = rnnjax.unroll(cell, params, xs, carry=carry, impl="fused")
-    assert_tree_close(fused, rnnjax.unroll(cell, params, xs, carry=carry, impl="scan"))
+    fused = rnnjax.unroll(
+        cell, params, xs, carry=carry, options=rnnjax.UnrollOptions(impl="fused")
+    )
+    assert_tree_close(
+        fused,
+        rnnjax.unroll(
+            cell, params, xs, carry=carry, options=rnnjax.UnrollOptions(impl="scan")
+        ),
+    )
 
 
 @pytest.mark.parametrize(
@@ -307,8 +330,9 @@ def test_fused_rejects_non_fusable(make):
     params = cell.init(jax.random.key(0), IN)
     xs = jnp.zeros((2, T, IN))
     with pytest.raises(ValueError, match="impl"):
-        rnnjax.unroll(cell, params, xs, impl="fused")
-    rnnjax.unroll(cell, params, xs, impl="auto")  # falls back to the scan
+        rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(impl="fused"))
+    # "auto" falls back to the scan
+    rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(impl="auto"))
 
 
 @pytest.mark.parametrize("impl", ["fused", "auto"])
@@ -317,7 +341,9 @@ def test_no_recompile(impl):
 
     def loss(params, xs, cell):
         traces.append(1)  # Python side effect: runs once per trace
-        return jnp.sum(rnnjax.unroll(cell, params, xs, impl=impl)[1])
+        return jnp.sum(
+            rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(impl=impl))[1]
+        )
 
     step = jax.jit(jax.value_and_grad(loss), static_argnums=2)
     for seed in (0, 1, 2):
@@ -428,11 +454,27 @@ def test_projected_only_for_the_fused_kernel(chunked_projection):
     params, xs, _, _ = _problem(cell, (2,), 27)
     for impl in ("auto", "fused"):
         jax.eval_shape(
-            lambda p, x, i=impl: rnnjax.unroll(cell, p, x, impl=i), params, xs
+            lambda p, x, i=impl: rnnjax.unroll(
+                cell, p, x, options=rnnjax.UnrollOptions(impl=i)
+            ),
+            params,
+            xs,
         )
     assert used == [2, 2]
-    jax.eval_shape(lambda p, x: rnnjax.unroll(cell, p, x, impl="scan"), params, xs)
-    jax.eval_shape(lambda p, x: rnnjax.unroll(cell, p, x, remat="chunk"), params, xs)
+    jax.eval_shape(
+        lambda p, x: rnnjax.unroll(
+            cell, p, x, options=rnnjax.UnrollOptions(impl="scan")
+        ),
+        params,
+        xs,
+    )
+    jax.eval_shape(
+        lambda p, x: rnnjax.unroll(
+            cell, p, x, options=rnnjax.UnrollOptions(remat="chunk")
+        ),
+        params,
+        xs,
+    )
     assert used == [2, 2]
 
 

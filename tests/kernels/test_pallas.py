@@ -18,7 +18,7 @@ import pytest
 
 import rnnjax
 from rnnjax import kernels
-from rnnjax.kernels import fused_recurrence, pallas_gpu, pallas_options, pallas_tpu
+from rnnjax.kernels import Pallas, fused_recurrence, pallas_gpu, pallas_tpu
 from tests.conftest import randomize
 from tests.kernels._compare import (
     assert_tree_close,
@@ -65,10 +65,10 @@ def _runner(cell, impl, kwargs, reverse):
             params,
             xs,
             carry=carry,
-            impl=impl,
             reverse=reverse,
             rec_mask=rec_mask,
             **kwargs,
+            options=rnnjax.UnrollOptions(impl=impl),
         )
 
     return f
@@ -92,11 +92,11 @@ def _compare(
 
     def run(impl):
         f = _runner(cell, impl, kwargs, reverse)
-        with pallas_options(flavour=flavour, interpret=True, gpu_design=design):
-            vjp = jit_fast(lambda *a: values_and_vjp(f, a, seed + 1))(*primals)
-            return vjp, (jit_fast(f)(*primals) if forward_only else None)
+        vjp = jit_fast(lambda *a: values_and_vjp(f, a, seed + 1))(*primals)
+        return vjp, (jit_fast(f)(*primals) if forward_only else None)
 
-    (got_vjp, got), (want_vjp, want) = run("pallas"), run("scan")
+    pallas = Pallas(flavour=flavour, interpret=True, gpu_design=design)
+    (got_vjp, got), (want_vjp, want) = run(pallas), run("scan")
     assert_tree_close(got_vjp, want_vjp, tol)
     if forward_only:
         assert_tree_close(got, want, tol)
@@ -159,13 +159,13 @@ def test_grad_of_inputs_only():
     (params, xs, carry), _ = _problem(cell, (3,), 6, **NO_OPTIONS)
 
     def grad(impl):
+        options = rnnjax.UnrollOptions(impl=impl)
         loss = lambda x: jnp.sum(
-            jnp.sin(rnnjax.unroll(cell, params, x, carry=carry, impl=impl)[1])
+            jnp.sin(rnnjax.unroll(cell, params, x, carry=carry, options=options)[1])
         )
         return jit_fast(jax.grad(loss))(xs)
 
-    with pallas_options(interpret=True):
-        assert_tree_close(grad("pallas"), grad("scan"))
+    assert_tree_close(grad(Pallas(interpret=True)), grad("scan"))
 
 
 @pytest.mark.parametrize(
@@ -174,8 +174,8 @@ def test_grad_of_inputs_only():
 def test_empty(shape):
     cell = rnnjax.gru(5)
     params = cell.init(jax.random.key(0), IN)
-    with pallas_options(interpret=True):
-        carry, ys = rnnjax.unroll(cell, params, jnp.ones(shape), impl="pallas")
+    options = rnnjax.UnrollOptions(impl=Pallas(interpret=True))
+    carry, ys = rnnjax.unroll(cell, params, jnp.ones(shape), options=options)
     assert ys.shape == (*shape[:2], 5) and carry.shape == (shape[0], 5)
 
 
@@ -197,7 +197,12 @@ def test_empty(shape):
 def test_unsupported_cell_raises(cell):
     params = cell.init(jax.random.key(0), IN)
     with pytest.raises(ValueError, match="impl: 'pallas'.*" + type(cell).__name__):
-        rnnjax.unroll(cell, params, jnp.ones((2, T, IN)), impl="pallas")
+        rnnjax.unroll(
+            cell,
+            params,
+            jnp.ones((2, T, IN)),
+            options=rnnjax.UnrollOptions(impl="pallas"),
+        )
 
 
 def test_auto_never_picks_pallas_on_cpu():
@@ -214,7 +219,7 @@ def test_auto_picks_pallas_on_verified_backends(monkeypatch):
     monkeypatch.setattr(kernels, "AUTO_PALLAS_BACKENDS", frozenset({"cpu"}))
     chosen = kernels.select(rnnjax.lstm(4), "auto")
     assert chosen.func is kernels.pallas_recurrence
-    assert chosen.keywords == {"fallback": fused_recurrence}
+    assert chosen.keywords == {"options": Pallas(), "fallback": fused_recurrence}
     assert kernels.select(rnnjax.lstm(4, peephole=True), "auto") is fused_recurrence
 
 
@@ -225,15 +230,16 @@ def test_too_large_for_tpu_vmem(monkeypatch):
     cell = rnnjax.lstm(5)
     params = cell.init(jax.random.key(0), IN)
     xs = jnp.ones((2, T, IN))
-    with pallas_options(flavour="tpu", interpret=True):
-        with pytest.raises(ValueError, match="VMEM"):
-            rnnjax.unroll(cell, params, xs, impl="pallas")
-        zs, bias = cell.project_split(params, jnp.moveaxis(xs, 1, 0))
-        carry0 = cell.initial_carry((2,))
-        got = kernels.pallas_recurrence(
-            cell, params, carry0, zs, bias=bias, fallback=fused_recurrence
-        )
-    want = fused_recurrence(cell, params, carry0, zs, bias=bias)
+    pallas = Pallas(flavour="tpu", interpret=True)
+    with pytest.raises(ValueError, match="VMEM"):
+        rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(impl=pallas))
+    zs, bias = cell.project_split(params, jnp.moveaxis(xs, 1, 0))
+    carry0 = cell.initial_carry((2,))
+    inputs = kernels.StepInputs(zs, bias=bias)
+    got = kernels.pallas_recurrence(
+        cell, params, carry0, inputs, options=pallas, fallback=fused_recurrence
+    )
+    want = fused_recurrence(cell, params, carry0, inputs)
     assert_tree_close(got, want)
 
 
@@ -246,8 +252,41 @@ def test_too_large_for_tpu_vmem(monkeypatch):
     ],
 )
 def test_bad_options(kwargs, match):
-    with pytest.raises(ValueError, match=match), pallas_options(**kwargs):
-        pass
+    with pytest.raises(ValueError, match=match):
+        Pallas(**kwargs)
+
+
+@pytest.mark.parametrize("impl", ["cuda", 3, None, Pallas])
+def test_bad_impl_names_impl(impl):
+    with pytest.raises(ValueError, match="impl: expected one of"):
+        rnnjax.UnrollOptions(impl=impl)
+
+
+def test_impl_values():
+    """Strings become ``Impl`` members (equal to them); a ``Pallas`` value is kept
+    and hashable with the options, so ``jit`` retraces when it changes."""
+    assert rnnjax.UnrollOptions(impl="scan").impl is kernels.Impl.SCAN
+    assert rnnjax.UnrollOptions(impl="scan") == rnnjax.UnrollOptions(impl="scan")
+    pallas = Pallas(flavour="tpu", interpret=True)
+    options = rnnjax.UnrollOptions(impl=pallas)
+    assert options.impl is pallas
+    assert hash(options) == hash(
+        rnnjax.UnrollOptions(impl=Pallas(flavour="tpu", interpret=True))
+    )
+    assert options != rnnjax.UnrollOptions(impl=Pallas(flavour="gpu", interpret=True))
+    assert Pallas().resolved() == Pallas(flavour="gpu", interpret=True)
+
+
+def test_unsupported_reason_names_the_options():
+    """The cell is compared with the default one of its size; initialisation-only
+    options and the compute dtype may differ."""
+    from rnnjax.kernels.pallas import unsupported_reason
+
+    reason = unsupported_reason(rnnjax.lstm(4, peephole=True, layer_norm=True))
+    assert "['peephole', 'layer_norm']" in reason and "rnnjax.lstm(4)" in reason
+    assert "reset_after" in unsupported_reason(rnnjax.gru(4, reset_after=False))
+    free = rnnjax.lstm(4, forget_bias=0.0, chrono_init=8, dtype=jnp.bfloat16)
+    assert unsupported_reason(free) is None
 
 
 # ---------------------------------------------------------------- cross-lowering
@@ -276,12 +315,12 @@ def test_cross_lowering(name, dtype, target):
     primals, kwargs = _problem(cell, (3,), 7, **ALL_OPTIONS)
 
     def loss(*args):
-        carry, ys = _runner(cell, "pallas", kwargs, True)(*args)
+        pallas = Pallas(flavour=flavour, interpret=False, gpu_design=design)
+        carry, ys = _runner(cell, pallas, kwargs, True)(*args)
         return jnp.sum(ys) + sum(jnp.sum(leaf) for leaf in jax.tree.leaves(carry))
 
-    with pallas_options(flavour=flavour, interpret=False, gpu_design=design):
-        traced = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3))).trace(*primals)
-        text = traced.lower(lowering_platforms=(platform,)).as_text()
+    traced = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2, 3))).trace(*primals)
+    text = traced.lower(lowering_platforms=(platform,)).as_text()
     assert text.count(marker) >= 2  # the forward and the backward kernel
 
 
@@ -297,7 +336,7 @@ def test_gpu_plan_picks_design():
             compute_dtype=jnp.dtype(dtype),
             out_dtype=jnp.dtype(jnp.float32),
             seq_dtypes=(jnp.dtype(jnp.float32),) * 2,
-            options=kernels.PallasOptions("gpu", False, None),
+            options=Pallas(flavour="gpu", interpret=False),
             unroll=1,
         )
         return p.design, p.Hp

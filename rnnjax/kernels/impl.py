@@ -1,0 +1,103 @@
+"""The choice of implementation as a value: ``UnrollOptions(impl=...)``.
+
+``impl`` is an :class:`Impl` (or its plain string: ``"auto"``, ``"scan"``,
+``"fused"``, ``"associative"``, ``"pallas"``) or a :class:`Pallas` value, which
+means ``"pallas"`` with options. The value is part of the (hashable) unroll
+options, so a function jitted with one choice is never silently reused with
+another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+import jax
+
+FLAVOURS = ("gpu", "tpu")
+GPU_DESIGNS = ("sequence", "stepwise")
+
+
+class Impl(enum.StrEnum):
+    """The implementations of the recurrence (equal as values to their strings).
+
+    - ``AUTO``: the fastest valid one for the cell and the backend.
+    - ``SCAN``: the plain ``lax.scan`` of ``cell.recur`` (the reference; every cell).
+    - ``FUSED``: the fused kernel (fused-form cells).
+    - ``ASSOCIATIVE``: a parallel scan (cells linear in the state, ``min_gru``).
+    - ``PALLAS``: the Pallas kernels with the default :class:`Pallas` options.
+    """
+
+    AUTO = "auto"
+    SCAN = "scan"
+    FUSED = "fused"
+    ASSOCIATIVE = "associative"
+    PALLAS = "pallas"
+
+
+IMPLS = tuple(impl.value for impl in Impl)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Pallas:
+    """``impl="pallas"`` with options; ``None`` fields are chosen from the
+    backend when the recurrence is traced (:meth:`resolved`).
+
+    Example, the TPU kernels in Pallas' interpreter on a CPU host::
+
+        options = rnnjax.UnrollOptions(
+            impl=rnnjax.kernels.Pallas(flavour="tpu", interpret=True)
+        )
+        rnnjax.unroll(cell, params, xs, options=options)
+
+    Attributes:
+      flavour: ``"gpu"`` (Triton) or ``"tpu"`` (Mosaic); default: ``"tpu"`` on a
+        TPU backend, ``"gpu"`` elsewhere.
+      interpret: run the kernels in Pallas' interpreter; default: on the CPU
+        backend (slow; for tests), compiled on GPU and TPU.
+      gpu_design: ``"sequence"`` (one program per batch tile walks all steps with
+        ``W_h`` resident) or ``"stepwise"`` (one fused launch per step); default:
+        ``"sequence"`` where ``W_h`` fits one program (see ``pallas_gpu``).
+    """
+
+    flavour: str | None = None
+    interpret: bool | None = None
+    gpu_design: str | None = None
+
+    def __post_init__(self):
+        if self.flavour not in (None, *FLAVOURS):
+            raise ValueError(
+                f"flavour: expected one of {FLAVOURS} or None, got {self.flavour!r}"
+            )
+        if self.gpu_design not in (None, *GPU_DESIGNS):
+            raise ValueError(
+                f"gpu_design: expected one of {GPU_DESIGNS} or None, got "
+                f"{self.gpu_design!r}"
+            )
+        if self.interpret not in (None, True, False):
+            raise ValueError(
+                f"interpret: expected a bool or None, got {self.interpret!r}"
+            )
+
+    def resolved(self) -> Pallas:
+        """These options with ``flavour`` and ``interpret`` filled in from the
+        default backend."""
+        backend = jax.default_backend()
+        flavour = self.flavour or ("tpu" if backend == "tpu" else "gpu")
+        interpret = self.interpret
+        if interpret is None:
+            interpret = backend not in ("gpu", "tpu")
+        return Pallas(flavour=flavour, interpret=interpret, gpu_design=self.gpu_design)
+
+
+def as_impl(impl) -> Impl | Pallas:
+    """``impl`` as an :class:`Impl` or a :class:`Pallas`; raises naming ``impl``
+    for anything else."""
+    if isinstance(impl, Pallas | Impl):
+        return impl
+    if isinstance(impl, str) and impl in IMPLS:
+        return Impl(impl)
+    raise ValueError(
+        f"impl: expected one of {IMPLS} (or rnnjax.kernels.Impl) or an "
+        f"rnnjax.kernels.Pallas(...), got {impl!r}"
+    )
