@@ -113,11 +113,12 @@ def test_stack_passes_remat_to_every_layer():
     params = model.init(jax.random.key(0), 3)
     xs = jax.random.normal(jax.random.key(1), (2, 9, 3))
 
-    def loss(params, **kw):
-        return jnp.sum(model.apply(params, xs, **kw)[1] ** 2)
+    def loss(params, options=None):
+        return jnp.sum(model.apply(params, xs, options=options)[1] ** 2)
 
     ref = jit_fast(jax.grad(loss))(params)
-    got = jit_fast(jax.grad(lambda p: loss(p, remat="chunk", chunk_size=4)))(params)
+    chunked = rnnjax.UnrollOptions(remat="chunk", chunk_size=4)
+    got = jit_fast(jax.grad(lambda p: loss(p, chunked)))(params)
     for g, r in zip(jax.tree.leaves(got), jax.tree.leaves(ref), strict=True):
         assert_close(g, r, "stack remat")
 

@@ -146,11 +146,6 @@ class Stack:
         training: bool = False,
         time_major: bool | None = None,
         options: UnrollOptions | None = None,
-        # TRANSITIONAL (issue 12): the four below become options=UnrollOptions(...)
-        impl: str | None = None,
-        unroll: int | None = None,
-        remat: str | None = None,
-        chunk_size: int | None = None,
     ):
         """Runs the stack over ``xs (*B, T, I)`` (``(T, *B, I)`` when time-major).
 
@@ -167,13 +162,12 @@ class Stack:
           time_major: overrides the stack's default layout.
           options: how every layer's recurrence runs
             (:class:`rnnjax.UnrollOptions`).
-          impl, unroll, remat, chunk_size: transitional, put them in ``options``.
 
         Returns:
           ``(carry, ys)``: final carries ``carry[layer][direction]`` (each the one at
           its last valid step) and the last layer's outputs ``(*B, T, Y_out)``.
         """
-        options = _transitional_options(options, impl, unroll, remat, chunk_size)
+        options = check_options(options)
         time_major = self.time_major if time_major is None else time_major
         event_ndim = self.layers[0].event_ndim
         num_steps, batch_shape, _ = _validate.check_xs(xs, time_major, event_ndim)
@@ -242,17 +236,6 @@ def _directions(layer) -> tuple:
 
 def _len(x):
     return len(x) if hasattr(x, "__len__") else "n/a"
-
-
-def _transitional_options(options, impl, unroll, remat, chunk_size):
-    """TRANSITIONAL (issue 12): ``Stack.apply``'s old keywords as one value."""
-    old = dict(impl=impl, unroll=unroll, remat=remat, chunk_size=chunk_size)
-    old = {k: v for k, v in old.items() if v is not None}
-    if not old:
-        return check_options(options)
-    if options is not None:
-        raise TypeError(f"options: given with {sorted(old)}; put them in options")
-    return UnrollOptions(**old)
 
 
 def stack(

@@ -101,7 +101,7 @@ class Model:
             seq_lengths=seq_lengths,
             key=key if drop else None,
             training=drop,
-            impl=self.impl,
+            options=rnnjax.UnrollOptions(impl=self.impl),
         )
         return carry, base.dense(params["out"], ys)
 

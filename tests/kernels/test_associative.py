@@ -277,8 +277,9 @@ def test_stack_auto_equals_scan():
 
     def run(impl):
         def loss(p, x):
+            options = rnnjax.UnrollOptions(impl=impl)
             _, ys = stack.apply(
-                p, x, seq_lengths=lengths, key=key, training=True, impl=impl
+                p, x, seq_lengths=lengths, key=key, training=True, options=options
             )
             return jnp.sum(jnp.sin(ys)), ys
 
