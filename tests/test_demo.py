@@ -1,33 +1,61 @@
-"""``python -m rnnjax.demo``: it tours every cell constructor and every model, and
-its table's columns line up."""
+"""``python -m rnnjax.demo``: it tours every cell constructor and every model, runs
+them, and its table's columns line up."""
 
-import re
-
-import pytest
+import argparse
 
 import rnnjax
 from rnnjax import demo
 
 FACTORIES = [
-    name
-    for name in rnnjax.cells.__all__
-    if name[0].islower() and name not in ("grid_block",)
+    name for name in rnnjax.cells.__all__ if name[0].islower() and name != "grid_block"
 ]
+TINY = argparse.Namespace(batch=2, time=4, input=3, hidden=4, repeats=1)
 
 
-@pytest.mark.slow
-def test_demo_tours_every_cell_and_model_in_aligned_columns(capsys):
-    demo.main(["--batch", "2", "--time", "4", "--input", "3", "--hidden", "4"])
-    lines = capsys.readouterr().out.splitlines()
-    header, rule, rows = lines[1], lines[2], lines[3:]
-    names = " ".join(row.split("  ")[0] for row in rows)
+def test_demo_tours_every_cell_and_model():
+    names = [name for name, _ in demo.demo_cells(4)] + ["conv_lstm", "grid_lstm_1d"]
+    names += [name for name, *_ in demo.demo_models(TINY)]
+    text = " ".join(names)
     for factory in FACTORIES:
-        assert factory in names, f"the demo leaves out rnnjax.{factory}"
+        assert factory in text, f"the demo leaves out rnnjax.{factory}"
     for model in ("attention_decoder", "vrnn", "storn", "draw"):
-        assert model in names, f"the demo leaves out rnnjax.models.{model}"
+        assert model in text, f"the demo leaves out rnnjax.models.{model}"
+
+
+def test_the_models_run(capsys):
+    rows = list(demo.model_rows(TINY))
+    assert [r[0].split()[0] for r in rows] == [
+        "grid_lstm_1d(depth",
+        "attention_decoder",
+        "vrnn",
+        "storn",
+        "draw",
+    ]
+    assert all(r[5] > 0 and r[6] > 0 for r in rows)
+
+
+def test_table_columns_line_up(capsys):
+    rows = [
+        ("lstm", "fused", 416, "(2, 8, 8)", "(2, 8),(2, 8)", 0.51, 12.25),
+        (
+            "depth_gated_lstm(2 layers)",
+            "scan",
+            1096,
+            "(2, 8, 8)",
+            "(2, 8)," * 4,
+            2.0,
+            2.6,
+        ),
+    ]
+    demo.print_table(rows)
+    header, rule, *lines = capsys.readouterr().out.splitlines()
     assert set(rule) == {"-"} and len(rule) >= len(header)
-    # Right-aligned numbers end where their headers end.
-    for column in ("params", "fwd ms", "f+b ms"):
+    for column in ("params", "fwd ms", "f+b ms"):  # numbers end under their header
         end = header.index(column) + len(column)
-        for row in rows:
-            assert re.fullmatch(r"[0-9.]+", row[end - 4 : end].strip()), (column, row)
+        assert all(
+            line[end - 1].isdigit() and line[end : end + 1] in ("", " ")
+            for line in lines
+        )
+    for column in ("impl", "outputs", "carry"):  # text starts under its header
+        start = header.index(column)
+        assert all(line[start - 1] == " " and line[start] != " " for line in lines)
