@@ -1,4 +1,4 @@
-"""``python -m rnnjax``: the ``rnnjax`` command (see :mod:`rnnjax.cli`)."""
+"""``python -m rnnjax``: the ``rnnjax`` command (see `rnnjax.cli`)."""
 
 from rnnjax.cli import main
 

@@ -73,7 +73,7 @@ def run(
 ):
     """Runs ``recurrence`` over time-major ``xs (T, *B, I)`` with ``remat``
     ("step" or "chunk"); returns ``(carry_T, ys (T, *B, Y))``. ``valid``,
-    ``resets`` and ``rec_mask`` as in :class:`rnnjax.kernels.StepInputs`."""
+    ``resets`` and ``rec_mask`` as in `rnnjax.kernels.StepInputs`."""
     if remat == "step":
         recurrence, chunk_size = scan_recurrence, 1
     return chunked(

@@ -10,7 +10,7 @@ def check_lengths(seq_lengths, num_steps: int) -> None:
     """Turns lengths outside ``[0, num_steps]`` into an error.
 
     ``unroll`` clips such lengths silently; call this inside a function transformed
-    by ``checkify.checkify`` to make them an error instead::
+    by ``checkify.checkify`` to make them an error instead:
 
         def f(params, xs, lengths):
             rnnjax.check_lengths(lengths, xs.shape[1])

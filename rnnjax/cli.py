@@ -1,11 +1,11 @@
-"""The ``rnnjax`` command (also ``python -m rnnjax``)::
+"""The ``rnnjax`` command (also ``python -m rnnjax``):
 
     rnnjax train  [--config NAME|PATH] [--workdir DIR] [--resume] [--config.KEY=V ...]
     rnnjax eval   --workdir DIR
     rnnjax sample --workdir DIR [--prompt S] [--temperature T] [--length N] [--seed S]
 
-``train`` runs :func:`rnnjax.train.experiment.train_and_evaluate` on a config from
-:mod:`rnnjax.configs` (``char_lstm`` when none is given) with any
+``train`` runs `rnnjax.train.experiment.train_and_evaluate` on a config from
+`rnnjax.configs` (``char_lstm`` when none is given) with any
 ``--config.model.hidden_size=512``-style overrides; without ``--workdir`` the run
 goes to ``runs/<config>-<date>-<time>``. ``eval`` reports a run's test metric from
 its newest checkpoint, ``sample`` draws text from a char model. Bad input (a
@@ -131,7 +131,7 @@ def _train(args, overrides, on_save=None) -> None:
 
 
 def _use_cpu_cores(batch_size: int, requested: int | None = None) -> None:
-    """Gives JAX :func:`_cpu_device_count` CPU devices before it starts; the
+    """Gives JAX `_cpu_device_count` CPU devices before it starts; the
     experiment then splits the batch over them with ``shard_map``, each device's
     recurrent loop on its own core (XLA runs a small step's matrix product on one
     core: the default training 13 -> 17 steps/s on two; benchmarks/RESULTS.md).
@@ -214,9 +214,9 @@ def main(argv=None, *, on_save=None) -> int:
     status: 0, or 2 for bad input.
 
     ``on_save``: a test seam, passed to
-    :func:`~rnnjax.train.experiment.train_and_evaluate` by ``train``: called as
+    `train_and_evaluate` by ``train``: called as
     ``on_save(phase, step)`` in each checkpoint save (see
-    :class:`rnnjax.train.Checkpoints`), so that a test can kill the run there.
+    `rnnjax.train.Checkpoints`), so that a test can kill the run there.
     """
     parser = _parser()
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)

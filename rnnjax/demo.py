@@ -89,7 +89,7 @@ def _impl(cell) -> str:
 
 
 def cell_rows(args):
-    """One row per cell of :func:`demo_cells`, and the ConvLSTM."""
+    """One row per cell of `demo_cells`, and the ConvLSTM."""
     key = jax.random.key(1)
     xs = jax.random.normal(key, (args.batch, args.time, args.input))
     cells = [(name, cell, xs) for name, cell in demo_cells(args.hidden)]
@@ -176,7 +176,7 @@ HEADER = ("cell or model", "impl", "params", "outputs", "carry", "fwd ms", "f+b 
 
 
 def print_table(rows) -> None:
-    """Prints ``rows`` under :data:`HEADER`, each column as wide as its widest
+    """Prints ``rows`` under `HEADER`, each column as wide as its widest
     entry (numbers right-aligned)."""
     text = [HEADER] + [
         (n, i, f"{c:d}", o, s, f"{f:.2f}", f"{b:.2f}") for n, i, c, o, s, f, b in rows

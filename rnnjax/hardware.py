@@ -7,7 +7,7 @@ here runs on import.
 bfloat16 matrix products pay only where the matrix units take bfloat16 natively:
 TPUs, NVIDIA GPUs from Ampere (compute capability 8.0) on, and CPUs with AMX-BF16
 or AVX-512 BF16. Elsewhere XLA emulates them in float32 and adds conversions,
-so they are slower than float32. :func:`matmul_dtype` gives the compute dtype to
+so they are slower than float32. `matmul_dtype` gives the compute dtype to
 pass as a cell's ``dtype`` (parameters, carry and gate arithmetic stay float32):
 
     cell = rnnjax.lstm(256, dtype=rnnjax.hardware.matmul_dtype())
@@ -67,7 +67,7 @@ def fast_bfloat16(device=None) -> bool:
 
 
 def native_bfloat16(platform: str, compute_capability=None) -> bool:
-    """The rule of :func:`fast_bfloat16` for a platform name (``"cpu"``,
+    """The rule of `fast_bfloat16` for a platform name (``"cpu"``,
     ``"gpu"``, ``"tpu"``) and, for GPUs, a compute capability such as ``"9.0"``."""
     if platform == "tpu":
         return True
@@ -79,7 +79,7 @@ def native_bfloat16(platform: str, compute_capability=None) -> bool:
 
 
 def matmul_dtype(device=None):
-    """``jnp.bfloat16`` where :func:`fast_bfloat16` holds for ``device``, else
+    """``jnp.bfloat16`` where `fast_bfloat16` holds for ``device``, else
     ``jnp.float32``: the compute dtype for a cell's matrix products."""
     return jnp.bfloat16 if fast_bfloat16(device) else jnp.float32
 

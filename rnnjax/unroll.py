@@ -19,18 +19,18 @@ class UnrollOptions:
     loop iteration, and what reverse mode keeps. Every choice gives the same
     numbers (to float rounding); they differ in speed and memory.
 
-    One value taken by :func:`rnnjax.unroll`, :meth:`rnnjax.Stack.apply` and the
+    One value taken by `rnnjax.unroll`, `rnnjax.Stack.apply` and the
     Flax modules; hashable, so it can be a static argument of ``jax.jit``.
 
     Attributes:
       impl: the implementation of the recurrence, an
-        :class:`rnnjax.kernels.Impl` or its string: ``"auto"`` (the fastest valid
+        `rnnjax.kernels.Impl` or its string: ``"auto"`` (the fastest valid
         one for the cell and platform), ``"scan"`` (plain ``lax.scan``, every
         cell), ``"fused"`` (fused-form cells), ``"associative"`` (a parallel scan,
         for cells linear in the state such as ``min_gru``) or ``"pallas"``
         (Pallas kernels for the plain LSTM and the GRU with reset after, GPU/TPU;
         reverse-mode derivatives only; interpreted on the CPU); or an
-        :class:`rnnjax.kernels.Pallas` value, ``"pallas"`` with its options
+        `rnnjax.kernels.Pallas` value, ``"pallas"`` with its options
         (flavour, interpreter, GPU design). Strings are stored as ``Impl``
         members, which compare equal to them.
       unroll: steps per loop iteration of ``lax.scan``.
@@ -78,7 +78,7 @@ def unroll(
     ``"scan"`` (plain ``lax.scan``), ``"fused"`` (fused-form cells only),
     ``"associative"`` (a parallel scan, for cells linear in the state such as
     ``min_gru``), ``"pallas"`` or ``"auto"`` (the fastest valid one): see
-    :class:`UnrollOptions`.
+    [`UnrollOptions`][rnnjax.unroll.UnrollOptions].
 
     Args:
       cell: an rnnjax cell.
@@ -99,7 +99,7 @@ def unroll(
         episode boundaries. With ``reverse`` the flag stays with its step.
       rec_mask: optional ``(*B, K)`` multiplier of the recurrent product's operand
         (variational recurrent dropout; see ``rnnjax.stack``).
-      options: an :class:`UnrollOptions` (default ``UnrollOptions()``): the
+      options: an `UnrollOptions` (default ``UnrollOptions()``): the
         implementation (``impl``), steps per loop iteration (``unroll``) and what
         reverse mode keeps (``remat``, ``chunk_size``; ``benchmarks/RESULTS.md``
         has peak memory against ``T``).

@@ -83,3 +83,50 @@ def test_every_page_is_in_the_nav():
     assert "notebooks/01_quickstart.ipynb" in pages
     for page in pages:
         assert page in config, f"docs/{page} is not in mkdocs.yml's nav"
+
+
+RST_ROLE = re.compile(r":(func|class|meth|mod|attr|data|obj|exc):`")
+
+
+def test_no_rest_markup_leaks_into_the_site(site):
+    """Docstrings use what mkdocstrings renders (``[`x`][rnnjax.x]`` cross-refs,
+    code), not reST roles or ``::`` literal-block markers."""
+    leaks = {}
+    for page in site.rglob("*.html"):
+        text = page.read_text()
+        found = RST_ROLE.findall(text) + re.findall(r"[\w)`]::</p>", text)
+        if found:
+            leaks[str(page.relative_to(site))] = sorted(set(found))
+    assert not leaks, f"raw reST markup in the built site: {leaks}"
+
+
+def test_every_internal_link_lands_on_an_anchor(site):
+    """Links between pages and to headings resolve (``mkdocs --strict`` does not
+    check the ``#fragment`` of a link)."""
+    ids = {
+        page: set(re.findall(r'id="([^"]+)"', page.read_text()))
+        for page in site.rglob("*.html")
+    }
+    dead = []
+    for page, _ in ids.items():
+        for href in re.findall(r'href="([^"]+)"', page.read_text()):
+            if href.startswith(("http:", "https:", "mailto:", "javascript:")):
+                continue
+            path, _, fragment = href.partition("#")
+            if path.startswith("/"):  # site-absolute (the 404 page)
+                target = (site / path.lstrip("/")).resolve()
+            else:
+                target = (page.parent / path).resolve() if path else page
+            if target.is_dir():
+                target = target / "index.html"
+            if path and not target.exists():
+                if target.suffix in ("", ".html"):
+                    dead.append(f"{page.relative_to(site)} -> {href}")
+                continue
+            if (
+                fragment
+                and target.suffix == ".html"
+                and fragment not in ids.get(target, set())
+            ):
+                dead.append(f"{page.relative_to(site)} -> {href}")
+    assert not dead, f"links to missing pages or anchors: {dead[:20]}"

@@ -1,22 +1,22 @@
 """The cell contract, shared pieces of every cell, and the capability base classes.
 
-A cell needs only the :class:`Cell` Protocol. What it can do beyond that it states
+A cell needs only the `Cell` Protocol. What it can do beyond that it states
 by the class it derives from, which rnnjax checks with ``isinstance``:
 
-- :class:`CellBase`: the hooks (:meth:`~CellBase.output_size`,
-  :meth:`~CellBase.event_ndim`, :meth:`~CellBase.project_split`,
-  :meth:`~CellBase.rec_width`, :meth:`~CellBase.check_params`) and argument checks;
-- :class:`FusedFormCell`: the fused form, ``h @ W`` then elementwise (the fused
-  kernels), when :attr:`FusedFormCell.fusable` says this configuration has it;
-- :class:`LinearRecurrenceCell`: a recurrence linear in the state (the associative
+- `CellBase`: the hooks (`output_size`,
+  `event_ndim`, `project_split`,
+  `rec_width`, `check_params`) and argument checks;
+- `FusedFormCell`: the fused form, ``h @ W`` then elementwise (the fused
+  kernels), when `FusedFormCell.fusable` says this configuration has it;
+- `LinearRecurrenceCell`: a recurrence linear in the state (the associative
   scan).
 
-The functions :func:`output_size`, :func:`event_ndim`, :func:`project_split`,
-:func:`rec_width`, :func:`check_params` and :func:`is_fusable` ask any cell, with
-the Protocol's defaults for a cell that is not a :class:`CellBase`
+The functions `output_size`, `event_ndim`, `project_split`,
+`rec_width`, `check_params` and `is_fusable` ask any cell, with
+the Protocol's defaults for a cell that is not a `CellBase`
 (``rnnjax.kernels.has_linear_recurrence`` asks for the linear recurrence).
 
-Shapes are written with the package's one legend, in the :mod:`rnnjax` docstring.
+Shapes are written with the package's one legend, in the `rnnjax` docstring.
 """
 
 from __future__ import annotations
@@ -240,8 +240,8 @@ class CellBase(abc.ABC):
     """Static configuration shared by every cell; subclasses add the maths.
 
     A subclass defines ``_init(key, input_size) -> params`` (called by
-    :meth:`init` after the argument checks), :meth:`initial_carry` and
-    :meth:`recur`; the hooks below have defaults for a cell with parameters
+    `init` after the argument checks), `initial_carry` and
+    `recur`; the hooks below have defaults for a cell with parameters
     ``w_x (I, Z)``, ``b (Z,)`` and a recurrent operand of width ``H``, and a
     subclass overrides those that differ.
 
@@ -249,7 +249,7 @@ class CellBase(abc.ABC):
       hidden_size: ``H``, the size of the state.
       dtype: compute dtype of the matrix products (``None``: the inputs' dtype).
         Parameters stay float32 and the carry float32 whatever the compute dtype.
-      inits: the weight initialisers (see :class:`Initializers`).
+      inits: the weight initialisers (see `Initializers`).
     """
 
     hidden_size: int
@@ -380,7 +380,7 @@ class FusedFormCell(CellBase):
     - ``update(pw, carry, z, hw) -> (carry, y)``: the elementwise step.
 
     Such a cell gets the fused kernels (``rnnjax.kernels``) for free, when
-    :attr:`fusable` is true (always, unless a subclass says that some of its
+    `fusable` is true (always, unless a subclass says that some of its
     options leave the form).
     """
 
@@ -414,17 +414,17 @@ class FusedFormCell(CellBase):
         return self.rec_weight(params).shape[0]
 
     def pointwise_params(self, params):
-        """The parameters :meth:`update` reads (default none)."""
+        """The parameters `update` reads (default none)."""
         return {}
 
 
 @dataclasses.dataclass(frozen=True)
 class LinearRecurrenceCell(CellBase):
-    """A cell whose step is affine in the carry, with coefficients from the input::
+    """A cell whose step is affine in the carry, with coefficients from the input:
 
         h_t = a_t * h_{t-1} + b_t,    (a_t, b_t) = linear_coefficients(params, z_t)
 
-    Subclasses define :meth:`linear_coefficients`; the carry is ``h (*B, H)`` and
+    Subclasses define `linear_coefficients`; the carry is ``h (*B, H)`` and
     ``y_t = h_t``. Such a cell gets the parallel associative scan
     (``rnnjax.kernels.associative_recurrence``, ``O(log T)`` depth), which
     ``impl="auto"`` picks for it. ``rec_mask (*B, H)`` multiplies ``h_{t-1}``.
@@ -448,13 +448,13 @@ class LinearRecurrenceCell(CellBase):
 
 
 def is_fusable(cell) -> bool:
-    """Whether ``cell`` has the fused form: a :class:`FusedFormCell` whose
-    configuration is :attr:`~FusedFormCell.fusable`."""
+    """Whether ``cell`` has the fused form: a `FusedFormCell` whose
+    configuration is [`fusable`][rnnjax.FusedFormCell.fusable]."""
     return isinstance(cell, FusedFormCell) and cell.fusable
 
 
 def output_size(cell) -> int:
-    """``Y``, the size of ``y_t`` (``hidden_size`` unless a :class:`CellBase` says
+    """``Y``, the size of ``y_t`` (``hidden_size`` unless a `CellBase` says
     otherwise)."""
     return cell.output_size if isinstance(cell, CellBase) else cell.hidden_size
 
@@ -477,7 +477,7 @@ def rec_width(cell, params) -> int:
 
 
 def check_params(cell, params, input_size: int) -> None:
-    """Raises ValueError when ``params`` do not fit ``cell`` (a :class:`CellBase`;
+    """Raises ValueError when ``params`` do not fit ``cell`` (a `CellBase`;
     nothing is checked for other cells)."""
     if isinstance(cell, CellBase):
         cell.check_params(params, input_size=input_size)

@@ -3,7 +3,7 @@
 The hidden state is split into ``g`` modules of ``m = H / g`` units, laid out module
 by module, fastest first: module ``i`` is ``h[..., i*m:(i+1)*m]`` and has the clock
 period ``T_i`` (default ``2**i``; periods sorted ascending). Steps are counted from
-``t = 0``, so every module updates at the first step. With ``a = x_t W_x + b``::
+``t = 0``, so every module updates at the first step. With ``a = x_t W_x + b``:
 
     active_i = (t mod T_i == 0)
     h~_i     = act(a_i + h_{t-1}[j >= i] W_h[i])     modules j >= i only
@@ -22,7 +22,7 @@ Parameters: ``w_x (I, H)``, ``b (H,)`` and ``w_h``, a tuple of ``g`` blocks: blo
 ``(H, H)`` matrix of ``h @ W`` has block ``(j, i)`` equal to rows
 ``(j - i) * m : (j - i + 1) * m`` of ``w_h[i]`` for ``j >= i``, zero otherwise.
 
-Carry: :class:`ClockworkState` ``(t, h)``: the step counter ``t``, int32 of the
+Carry: `ClockworkState` ``(t, h)``: the step counter ``t``, int32 of the
 batch shape (``(*B,)``), and ``h (*B, H)``; output ``y_t = h_t``. Under
 ``rnnjax.unroll`` a padded step leaves ``t`` unchanged and a reset returns it to the
 initial carry's (zero), so ``t`` counts the steps of the current episode. It
@@ -80,9 +80,9 @@ class ClockworkState(NamedTuple):
 
 @dataclasses.dataclass(frozen=True)
 class ClockworkRNN(CellBase):
-    """Clockwork RNN cell; build it with :func:`rnnjax.clockwork_rnn`.
+    """Clockwork RNN cell; build it with [`rnnjax.clockwork_rnn`][rnnjax.clockwork_rnn].
 
-    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, a multiple of
+    Besides [`CellBase`][rnnjax.CellBase]'s ``hidden_size`` (``H``, a multiple of
     ``num_modules``), ``dtype`` and ``inits`` (defaults Glorot uniform, orthogonal
     (each recurrent block has orthonormal columns; the recurrent initialiser is
     called once per block), zeros):
@@ -220,7 +220,7 @@ def clockwork_rnn(
     skip_inactive: bool = True,
 ) -> ClockworkRNN:
     """A Clockwork RNN (see the module docstring for the equations and layout).
-    Every option is an attribute of :class:`ClockworkRNN`, documented there.
+    Every option is an attribute of `ClockworkRNN`, documented there.
     ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
     dtype)``) make its ``inits``.
     """

@@ -4,7 +4,7 @@ Inputs ``x_t`` are channels-last feature maps ``(*B, *S, I)`` (``S`` the spatial
 one to three dimensions; ``I`` input channels); the state has the same spatial shape
 with ``H`` channels. With ``*`` the convolution with "SAME" padding, stride 1 (computed,
 as in every deep-learning framework, as a cross-correlation: Shi et al.'s kernels
-flipped) and ``a = x_t * W_x + h_{t-1} * W_h + b`` split into the gates ``i, f, g, o``::
+flipped) and ``a = x_t * W_x + h_{t-1} * W_h + b`` split into the gates ``i, f, g, o``:
 
     i_t = sigmoid(a_i + p_i . c_{t-1})
     f_t = sigmoid(a_f + p_f . c_{t-1})
@@ -26,7 +26,7 @@ for an even kernel size ``k`` the extra zero goes after: ``(k - 1) // 2`` before
 Parameters: ``w_x (*W, I, 4H)`` and ``w_h (*W, H, 4H)`` (``W`` the kernel size;
 channels-last "HWIO" layout, as Keras' ``ConvLSTM2D``), ``b (4H,)`` (the forget
 block starts at ``forget_bias``), optional ``peephole_i|f|o``. Carry:
-:class:`~rnnjax.LSTMState` ``(c, h)``, each ``(*B, *S, H)`` (``gates`` is None).
+[`LSTMState`][rnnjax.LSTMState] ``(c, h)``, each ``(*B, *S, H)`` (``gates`` is None).
 
 Batch shape: ``initial_carry(batch_shape)`` takes the leading dimensions of
 ``x_t`` without the channel axis, **spatial dimensions included**:
@@ -67,7 +67,7 @@ def conv(x, w, dtype=None):
 
     Any leading dimensions (flattened into one batch for ``lax.conv_general_dilated``).
     Operands are cast to ``dtype`` when given; the result is float32 (or ``x``'s
-    dtype when wider), as :func:`rnnjax.cells.base.linear`.
+    dtype when wider), as `rnnjax.cells.base.linear`.
     """
     d = w.ndim - 2
     lead, tail = x.shape[: x.ndim - d - 1], x.shape[x.ndim - d - 1 :]
@@ -90,9 +90,9 @@ def conv(x, w, dtype=None):
 
 @dataclasses.dataclass(frozen=True)
 class ConvLSTM(CellBase):
-    """ConvLSTM cell; build it with :func:`rnnjax.conv_lstm`.
+    """ConvLSTM cell; build it with `rnnjax.conv_lstm`.
 
-    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the channels of the
+    Besides [`CellBase`][rnnjax.CellBase]'s ``hidden_size`` (``H``, the channels of the
     cell state and output), ``dtype`` (of the convolutions) and ``inits`` (for
     ``w_x``, ``w_h`` and ``b``; defaults Glorot uniform (fan-in
     ``prod(W) * I``), one orthogonal ``(prod(W) * H, H)`` matrix per gate, zeros
@@ -208,7 +208,7 @@ class ConvLSTM(CellBase):
         return conv(x, params["w_x"], self.dtype), params["b"]
 
     def recur(self, params, carry, z, rec_mask=None):
-        """One step on ``z (*B, *S, 4H)`` (from :meth:`project`); ``rec_mask``
+        """One step on ``z (*B, *S, 4H)`` (from `project`); ``rec_mask``
         (optional, ``(*B, *S, H)``) multiplies ``h_{t-1}`` where it enters the
         recurrent convolution."""
         c_prev, h_prev = carry.c, carry.h
@@ -269,7 +269,7 @@ def conv_lstm(
 ) -> ConvLSTM:
     """A ConvLSTM cell (see the module docstring for the equations and layout).
 
-    Every option is an attribute of :class:`ConvLSTM`, documented there; this
+    Every option is an attribute of `ConvLSTM`, documented there; this
     function adds:
 
     Args:
@@ -278,8 +278,10 @@ def conv_lstm(
       spatial_dims: 1, 2 or 3, for an int ``kernel_size``; inferred from a tuple
         ``kernel_size`` or from ``spatial_shape``, else 2.
       padding: ``"SAME"`` only (the state keeps the spatial shape of the input).
-      kernel_init, recurrent_init, bias_init: initialisers ``f(key, shape, dtype)``
+      kernel_init: initialisers ``f(key, shape, dtype)``
         that make ``inits``.
+      recurrent_init: as ``kernel_init``.
+      bias_init: as ``kernel_init``.
     """
     if spatial_dims not in (None, 1, 2, 3):
         raise ValueError(

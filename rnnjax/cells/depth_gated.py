@@ -4,7 +4,7 @@ A stack of ``L`` LSTM layers, run bottom to top within each time step, in which 
 depth gate ``d`` links the memory cell of layer ``l - 1`` to that of layer ``l`` at
 the same step. Layer ``l`` reads ``x^l_t`` (``x_t`` for ``l = 0``, else
 ``h^{l-1}_t``); with ``a = x^l_t W_x + h^l_{t-1} W_h + b`` split into the gates
-``i, f, g, o`` (dropping the layer index on the weights)::
+``i, f, g, o`` (dropping the layer index on the weights):
 
     i_t = sigmoid(a_i + p_i * c^l_{t-1})
     f_t = sigmoid(a_f + p_f * c^l_{t-1})
@@ -25,7 +25,7 @@ Parameters: a tuple over layers of dicts; layer ``l`` has ``w_x (I or H, 4H)``,
 ``peephole=True`` ``peephole_i|f|o (H,)``, and for ``l >= 1`` the depth gate's
 ``w_xd (H, H)`` (a kernel weight), ``b_d (H,)`` (a bias; zeros by default),
 ``w_cd (H,)`` and ``w_ld (H,)`` (small uniform, as the peepholes). Carry: a tuple
-over layers of :class:`~rnnjax.LSTMState` ``(c, h)``, each ``(*B, H)`` (``gates``
+over layers of [`LSTMState`][rnnjax.LSTMState] ``(c, h)``, each ``(*B, H)`` (``gates``
 is None).
 
 ``project`` is layer 0's input product (``unroll`` hoists it over all steps); the
@@ -59,9 +59,9 @@ GATES = ("i", "f", "g", "o")
 @dataclasses.dataclass(frozen=True)
 class DepthGatedLSTM(CellBase):
     """A depth-gated LSTM stack as one cell; build it with
-    :func:`rnnjax.depth_gated_lstm`.
+    [`rnnjax.depth_gated_lstm`][rnnjax.depth_gated_lstm].
 
-    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the size of every
+    Besides [`CellBase`][rnnjax.CellBase]'s ``hidden_size`` (``H``, the size of every
     layer's cell state), ``dtype`` and ``inits`` (defaults Glorot uniform for
     ``w_x`` and ``w_xd``, orthogonal per gate for ``w_h``, zeros for ``b`` (plus
     ``forget_bias``) and ``b_d``):
@@ -111,7 +111,7 @@ class DepthGatedLSTM(CellBase):
         return params[0]["w_x"].shape[0]
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
-        """Zero carries, one :class:`LSTMState` ``(c, h)`` per layer."""
+        """Zero carries, one `LSTMState` ``(c, h)`` per layer."""
         zeros = self._zeros(batch_shape, self.hidden_size, dtype)
         return tuple(LSTMState(zeros, zeros) for _ in range(self.num_layers))
 
@@ -186,7 +186,7 @@ def depth_gated_lstm(
     bias_init=None,
 ) -> DepthGatedLSTM:
     """A depth-gated LSTM stack, as one cell (see the module docstring).
-    Every option is an attribute of :class:`DepthGatedLSTM`, documented there.
+    Every option is an attribute of `DepthGatedLSTM`, documented there.
     ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
     dtype)``) make its ``inits``.
     """

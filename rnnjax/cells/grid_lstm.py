@@ -1,10 +1,10 @@
 """Grid LSTM (Kalchbrenner, Danihelka & Graves 2015, "Grid Long Short-Term Memory").
 
-**The N-dimensional block** (:func:`grid_block`). A block takes ``N`` hidden vectors
+**The N-dimensional block** (`grid_block`). A block takes ``N`` hidden vectors
 ``h_1 .. h_N`` and ``N`` memory vectors ``m_1 .. m_N`` (each ``(*B, H)``), forms
 ``Hc = [h_1, ..., h_N]`` (``(*B, N*H)``) and updates every dimension ``i`` with its
 own weights ``W_i (N*H, 4H)``, ``b_i (4H,)`` and gates ``i, f, g, o`` read from the
-shared ``Hc``::
+shared ``Hc``:
 
     a   = Hc W_i + b_i                                  (split into i, f, g, o)
     m'_i = sigmoid(a_f) * m_i + sigmoid(a_i) * tanh(a_g)
@@ -18,12 +18,12 @@ equation (1) prints ``h' = tanh(g^o * m')``, which we do not follow. A dimension
 first, from the block's inputs, and its new ``h'_p`` then replaces ``h_p`` in ``Hc``
 for every other dimension (the paper's prioritised dimensions).
 
-**The 2-D time x depth grid** (:class:`GridLSTM`, :func:`grid_lstm`): a cell whose
+**The 2-D time x depth grid** (`GridLSTM`, `grid_lstm`): a cell whose
 carry holds, for each of ``L = depth`` layers, the time dimension's
 ``LSTMState(c=m^l, h=h^l)``. At step ``t`` the depth dimension starts from the
 projected input, ``h^0_depth = x_t W_in`` (no bias; ``project`` hoists it over all
 steps) and ``m^0_depth = 0``, and runs bottom to top; layer ``l`` is one 2-D block
-with dimensions ``(time, depth)``::
+with dimensions ``(time, depth)``:
 
     (h^l_t, m^l_t), (h_depth, m_depth) = block([h^l_{t-1}, h_depth],
                                                [m^l_{t-1}, m_depth], W^l)
@@ -45,7 +45,7 @@ Parameters (2-D): ``{"w_in": (I, H), "layers": tuple}``; ``layers`` has one entr
 "depth": {"w": (2H, 4H or H), "b": (4H or H,)}}``. A recurrent-dropout mask is
 ``(*B, L*H)``: layer ``l``'s block multiplies ``h^l_{t-1}`` where it enters ``Hc``.
 
-**The 1-D Grid LSTM** (:func:`grid_lstm_1d`, the paper's parity network) is the
+**The 1-D Grid LSTM** (`grid_lstm_1d`, the paper's parity network) is the
 depth-only grid on a single input: ``h^0 = x W_in``, ``m^0 = 0``, then ``L`` 1-D
 blocks ``(h, m) = block([h], [m], W^l)``; the output is the top ``h``.
 """
@@ -89,7 +89,8 @@ def grid_block(
     Args:
       params: ``N`` dicts ``{"w": (N*H, 4H), "b": (4H,)}`` (``(N*H, H)``, ``(H,)``
         for a dimension in ``non_lstm``).
-      hs, ms: ``N`` hidden and ``N`` memory vectors, each ``(*B, H)``.
+      hs: ``N`` hidden and ``N`` memory vectors, each ``(*B, H)``.
+      ms: as ``hs``.
       non_lstm: the dimensions that are a plain ``tanh`` transfer (memory passed
         through).
       priority: a dimension computed first; its new hidden vector replaces the old
@@ -154,9 +155,9 @@ def _check_x(w_in, x):
 @dataclasses.dataclass(frozen=True)
 class GridLSTM(CellBase):
     """A 2-D (time x depth) Grid LSTM as one cell; build it with
-    :func:`rnnjax.grid_lstm`.
+    `rnnjax.grid_lstm`.
 
-    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the size of every
+    Besides [`CellBase`][rnnjax.CellBase]'s ``hidden_size`` (``H``, the size of every
     hidden and memory vector), ``dtype`` and ``inits`` (defaults Glorot uniform for
     ``w_in``, orthogonal per gate for the block ``w``, zeros for ``b`` plus
     ``forget_bias``):
@@ -211,7 +212,7 @@ class GridLSTM(CellBase):
         return params["w_in"].shape[0]
 
     def initial_carry(self, batch_shape=(), dtype=jnp.float32):
-        """Zero carries, one :class:`LSTMState` ``(c=m, h)`` per layer."""
+        """Zero carries, one `LSTMState` ``(c=m, h)`` per layer."""
         zeros = self._zeros(batch_shape, self.hidden_size, dtype)
         return tuple(LSTMState(zeros, zeros) for _ in range(self.depth))
 
@@ -268,7 +269,7 @@ def grid_lstm(
     bias_init=None,
 ) -> GridLSTM:
     """A 2-D (time x depth) Grid LSTM, as one cell (see the module docstring).
-    Every option is an attribute of :class:`GridLSTM`, documented there.
+    Every option is an attribute of `GridLSTM`, documented there.
     ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
     dtype)``) make its ``inits``.
     """
@@ -286,7 +287,7 @@ def grid_lstm(
 
 @dataclasses.dataclass(frozen=True)
 class GridLSTM1D:
-    """The 1-D Grid LSTM (depth only); build it with :func:`rnnjax.grid_lstm_1d`.
+    """The 1-D Grid LSTM (depth only); build it with `rnnjax.grid_lstm_1d`.
 
     Not a recurrent cell (no time axis): ``init`` and ``apply``.
 
@@ -297,7 +298,7 @@ class GridLSTM1D:
         default); ``False`` gives each its own.
       forget_bias: added to every forget-gate bias at initialisation.
       dtype: compute dtype of the matrix products.
-      inits: the initialisers (defaults as :class:`GridLSTM`'s).
+      inits: the initialisers (defaults as `GridLSTM`'s).
     """
 
     hidden_size: int
@@ -359,7 +360,7 @@ def grid_lstm_1d(
 
     The paper's k-bit parity network: the bits are ``x``, ``h^0 = x W_in``,
     ``m^0 = 0``, and ``apply(params, x)`` returns the top hidden vector (put a
-    classifier on it). Every option is an attribute of :class:`GridLSTM1D`,
+    classifier on it). Every option is an attribute of `GridLSTM1D`,
     documented there; ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each
     ``f(key, shape, dtype)``) make its ``inits``.
     """

@@ -1,6 +1,6 @@
 """The GRU (Cho et al. 2014) in both reset placements, and the minimal gated unit.
 
-GRU, gate order ``r, z, n`` (PyTorch's), with ``a = x_t W_x + b``::
+GRU, gate order ``r, z, n`` (PyTorch's), with ``a = x_t W_x + b``:
 
     r_t = sigmoid(a_r + h_{t-1} W_hr)
     z_t = sigmoid(a_z + h_{t-1} W_hz)
@@ -11,7 +11,7 @@ GRU, gate order ``r, z, n`` (PyTorch's), with ``a = x_t W_x + b``::
 Parameters: ``w_x (I, 3H)``, ``w_h (H, 3H)``, ``b (3H,)`` (PyTorch's ``b_ih + b_hh``
 for ``r, z``; ``b_in`` for ``n``) and, with ``reset_after=True``, ``b_hn (H,)``.
 
-MGU (Zhou et al. 2016), gate order ``f, n``::
+MGU (Zhou et al. 2016), gate order ``f, n``:
 
     f_t = sigmoid(a_f + h_{t-1} W_hf)
     n_t = tanh(a_n + (f_t * h_{t-1}) W_hn)
@@ -40,9 +40,9 @@ from rnnjax.cells.base import (
 
 @dataclasses.dataclass(frozen=True)
 class GRU(FusedFormCell):
-    """GRU cell; build it with :func:`rnnjax.gru`.
+    """GRU cell; build it with `rnnjax.gru`.
 
-    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and
+    Besides [`CellBase`][rnnjax.CellBase]'s ``hidden_size`` (``H``), ``dtype`` and
     ``inits`` (defaults Glorot uniform, orthogonal per gate, zeros):
 
     Attributes:
@@ -104,8 +104,8 @@ class GRU(FusedFormCell):
 
 @dataclasses.dataclass(frozen=True)
 class MGU(CellBase):
-    """Minimal gated unit; build it with :func:`rnnjax.mgu`. No options beyond
-    :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and ``inits``
+    """Minimal gated unit; build it with [`rnnjax.mgu`][rnnjax.mgu]. No options beyond
+    [`CellBase`][rnnjax.CellBase]'s ``hidden_size`` (``H``), ``dtype`` and ``inits``
     (defaults Glorot uniform, orthogonal per gate, zeros)."""
 
     def _init(self, key, input_size):
@@ -139,7 +139,7 @@ def gru(
 ) -> GRU:
     """A GRU cell (see the module docstring for the equations).
 
-    Every option is an attribute of :class:`GRU`, documented there.
+    Every option is an attribute of [`GRU`][rnnjax.cells.gru.GRU], documented there.
     ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
     dtype)``) make its ``inits``.
     """
@@ -161,7 +161,7 @@ def mgu(
 ) -> MGU:
     """Minimal gated unit (Zhou, Wu, Zhang & Zhou 2016): a GRU whose single forget
     gate plays both the reset and the update role. Every option is an attribute
-    of :class:`MGU`; ``kernel_init``, ``recurrent_init`` and ``bias_init`` make its
+    of `MGU`; ``kernel_init``, ``recurrent_init`` and ``bias_init`` make its
     ``inits``."""
     return MGU(
         hidden_size, dtype=dtype, inits=_inits(kernel_init, recurrent_init, bias_init)

@@ -2,7 +2,7 @@
 Greff et al. 2015; Ba et al. 2016; Sak et al. 2014).
 
 With ``a = x_t W_x + b + [h_{t-1}, gates_{t-1}] W_h`` split into the present gates
-(order ``i, f, g, o``; absent gates take no columns)::
+(order ``i, f, g, o``; absent gates take no columns):
 
     i_t = sigmoid(a_i + p_i * c_{t-1})          (1 without an input gate)
     f_t = sigmoid(a_f + p_f * c_{t-1})          (1 - i_t if coupled; 1 without)
@@ -23,7 +23,7 @@ normalised.
 Parameters: ``w_x (I, G*H)``, ``w_h (K, G*H)`` with ``K = H`` (``P`` with a
 projection), ``b (G*H,)`` (PyTorch's ``b_ih + b_hh``; the forget block starts at
 ``forget_bias``); optional ``peephole_i|f|o (H,)``, ``w_gg``, ``w_hr (H, P)`` and the
-layer-norm vectors. Carry: :class:`LSTMState`.
+layer-norm vectors. Carry: [`LSTMState`][rnnjax.cells.lstm.LSTMState].
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ class LSTMState(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class LSTM(FusedFormCell):
     """LSTM cell (equations in the module docstring); build it with
-    :func:`rnnjax.lstm`.
+    `rnnjax.lstm`.
 
-    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``, the size of the
+    Besides [`CellBase`][rnnjax.CellBase]'s ``hidden_size`` (``H``, the size of the
     cell state), ``dtype`` and ``inits`` (defaults Glorot uniform, orthogonal per
     gate, zeros plus ``forget_bias``):
 
@@ -315,7 +315,7 @@ def lstm(
 ) -> LSTM:
     """An LSTM cell (see the module docstring for the equations).
 
-    Every option is an attribute of :class:`LSTM`, documented there.
+    Every option is an attribute of [`LSTM`][rnnjax.cells.lstm.LSTM], documented there.
     ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
     dtype)``) make its ``inits``.
     """

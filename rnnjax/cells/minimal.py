@@ -2,13 +2,13 @@
 All We Needed?"): gates that read only the input, so the recurrence is linear in the
 state and runs as a parallel scan (``rnnjax.kernels.associative_recurrence``).
 
-minGRU, gate order ``z, h``, with ``a = x_t W_x + b``::
+minGRU, gate order ``z, h``, with ``a = x_t W_x + b``:
 
     z_t  = sigmoid(a_z)
     h~_t = a_h                                 (g(a_h) with log_space=True)
     h_t  = (1 - z_t) * h_{t-1} + z_t * h~_t
 
-minLSTM, gate order ``f, i, h``::
+minLSTM, gate order ``f, i, h``:
 
     f_t  = sigmoid(a_f)
     i_t  = sigmoid(a_i)
@@ -17,8 +17,8 @@ minLSTM, gate order ``f, i, h``::
     h_t  = f'_t * h_{t-1} + i'_t * h~_t
 
 Both are ``h_t = a_t * h_{t-1} + b_t`` with ``(a_t, b_t)`` a function of ``x_t``
-alone (:meth:`MinimalCell.linear_coefficients`): they are
-:class:`~rnnjax.cells.base.LinearRecurrenceCell`, so ``rnnjax.unroll`` runs them
+alone (`MinimalCell.linear_coefficients`): they are
+`LinearRecurrenceCell`, so ``rnnjax.unroll`` runs them
 through the associative scan (``O(log T)`` depth) instead of a sequential loop.
 
 ``log_space=True`` is the paper's log-space variant: the candidate is
@@ -60,10 +60,10 @@ def g(x):
 class MinimalCell(LinearRecurrenceCell):
     """The parameters and candidate shared by minGRU and minLSTM.
 
-    Subclasses define ``num_gates`` (``G``) and :meth:`linear_coefficients` for the
+    Subclasses define ``num_gates`` (``G``) and `linear_coefficients` for the
     pre-activations ``z (..., G*H)``.
 
-    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and
+    Besides [`CellBase`][rnnjax.CellBase]'s ``hidden_size`` (``H``), ``dtype`` and
     ``inits`` (defaults Glorot uniform and zeros; no recurrent weights):
 
     Attributes:
@@ -93,8 +93,8 @@ class MinimalCell(LinearRecurrenceCell):
 
 @dataclasses.dataclass(frozen=True)
 class MinGRU(MinimalCell):
-    """minGRU cell; build it with :func:`rnnjax.min_gru`. Options: those of
-    :class:`MinimalCell`."""
+    """minGRU cell; build it with [`rnnjax.min_gru`][rnnjax.min_gru]. Options: those of
+    [`MinimalCell`][rnnjax.cells.minimal.MinimalCell]."""
 
     num_gates = 2
 
@@ -106,8 +106,8 @@ class MinGRU(MinimalCell):
 
 @dataclasses.dataclass(frozen=True)
 class MinLSTM(MinimalCell):
-    """minLSTM cell; build it with :func:`rnnjax.min_lstm`. Options: those of
-    :class:`MinimalCell`."""
+    """minLSTM cell; build it with `rnnjax.min_lstm`. Options: those of
+    [`MinimalCell`][rnnjax.cells.minimal.MinimalCell]."""
 
     num_gates = 3
 
@@ -129,7 +129,7 @@ def min_gru(
     """minGRU (Feng et al. 2024): a GRU whose update gate and candidate read only
     the input (see the module docstring for the equations).
 
-    Every option is an attribute of :class:`MinGRU` (:class:`MinimalCell`).
+    Every option is an attribute of `MinGRU` (`MinimalCell`).
     ``kernel_init`` and ``bias_init`` (each ``f(key, shape, dtype)``) make its
     ``inits``.
     """
@@ -151,7 +151,7 @@ def min_lstm(
 ) -> MinLSTM:
     """minLSTM (Feng et al. 2024): forget and input gates that read only the input,
     normalised to sum to one, and no output gate (module docstring). Every option
-    is an attribute of :class:`MinLSTM` (:class:`MinimalCell`); ``kernel_init`` and
+    is an attribute of `MinLSTM` (`MinimalCell`); ``kernel_init`` and
     ``bias_init`` make its ``inits``."""
     return MinLSTM(
         hidden_size,

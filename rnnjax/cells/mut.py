@@ -1,19 +1,19 @@
 """MUT1, MUT2 and MUT3: the three architectures found by Jozefowicz, Zaremba &
 Sutskever 2015 ("An Empirical Exploration of Recurrent Network Architectures").
 
-MUT1::
+MUT1:
 
     z = sigmoid(x W_xz + b_z)
     r = sigmoid(x W_xr + h W_hr + b_r)
     h' = tanh((r * h) W_hh + tanh(x) + b_h) * z + h * (1 - z)
 
-MUT2::
+MUT2:
 
     z = sigmoid(x W_xz + h W_hz + b_z)
     r = sigmoid(x + h W_hr + b_r)
     h' = tanh((r * h) W_hh + x W_xh + b_h) * z + h * (1 - z)
 
-MUT3::
+MUT3:
 
     z = sigmoid(x W_xz + tanh(h) W_hz + b_z)
     r = sigmoid(x W_xr + h W_hr + b_r)
@@ -24,11 +24,11 @@ For other input sizes pass ``embed_input=True``: a learned linear embedding
 ``w_e (I, H)`` maps the inputs to size ``H`` first (the paper's models embed their
 inputs too), and every ``x`` above is then the embedded input.
 
-Options (attributes of :class:`MUT1`, :class:`MUT2` and :class:`MUT3`), besides
-:class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and ``inits``
+Options (attributes of `MUT1`, `MUT2` and `MUT3`), besides
+[`CellBase`][rnnjax.CellBase]'s ``hidden_size`` (``H``), ``dtype`` and ``inits``
 (defaults Glorot uniform, orthogonal per block, zeros): ``embed_input``, the
 learned ``(I, H)`` input embedding above (default ``False``). The factories
-:func:`mut1`, :func:`mut2`, :func:`mut3` take the same options, and
+`mut1`, `mut2`, `mut3` take the same options, and
 ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
 dtype)``) that make ``inits``.
 
@@ -104,7 +104,7 @@ class _MUT(CellBase):
 @dataclasses.dataclass(frozen=True)
 class MUT1(_MUT):
     """The MUT1 cell (equations and options in the module docstring); build it
-    with :func:`mut1`."""
+    with [`mut1`][rnnjax.cells.mut.mut1]."""
 
     variant, x_gates, h_gates = 1, 2, 2
 
@@ -125,7 +125,7 @@ class MUT1(_MUT):
 @dataclasses.dataclass(frozen=True)
 class MUT2(_MUT):
     """The MUT2 cell (equations and options in the module docstring); build it
-    with :func:`mut2`."""
+    with [`mut2`][rnnjax.cells.mut.mut2]."""
 
     variant, x_gates, h_gates = 2, 2, 3
 
@@ -151,7 +151,7 @@ class MUT2(_MUT):
 @dataclasses.dataclass(frozen=True)
 class MUT3(_MUT):
     """The MUT3 cell (equations and options in the module docstring); build it
-    with :func:`mut3`."""
+    with [`mut3`][rnnjax.cells.mut.mut3]."""
 
     variant, x_gates, h_gates = 3, 3, 3
     uses_raw_x = False

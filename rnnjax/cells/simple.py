@@ -18,9 +18,9 @@ from rnnjax.cells.base import FusedFormCell, Initializers, resolve_activation
 
 @dataclasses.dataclass(frozen=True)
 class SimpleRNN(FusedFormCell):
-    """Elman RNN cell; build it with :func:`rnnjax.simple_rnn`.
+    """Elman RNN cell; build it with [`rnnjax.simple_rnn`][rnnjax.simple_rnn].
 
-    Besides :class:`~rnnjax.CellBase`'s ``hidden_size`` (``H``), ``dtype`` and
+    Besides [`CellBase`][rnnjax.CellBase]'s ``hidden_size`` (``H``), ``dtype`` and
     ``inits`` (defaults Glorot uniform, orthogonal, zeros):
 
     Attributes:
@@ -61,7 +61,7 @@ def simple_rnn(
 ) -> SimpleRNN:
     """Elman RNN: ``h_t = act(x_t W_x + b + h_{t-1} W_h)``, ``act`` tanh or relu.
 
-    Every option is an attribute of :class:`SimpleRNN`, documented there.
+    Every option is an attribute of `SimpleRNN`, documented there.
     ``kernel_init``, ``recurrent_init`` and ``bias_init`` (each ``f(key, shape,
     dtype)``) make its ``inits``.
     """

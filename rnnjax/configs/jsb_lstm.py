@@ -9,7 +9,7 @@ test figures: about 8.5 to 8.7 (Chung et al. 2014).
 
 ``data.path`` names a JSON file of the splits, resolved from the current
 directory; empty (the default) reads the copy of the JSB Chorales rnnjax ships
-(:mod:`rnnjax.data.music`), so the config runs offline from any directory.
+(`rnnjax.data.music`), so the config runs offline from any directory.
 """
 
 from __future__ import annotations

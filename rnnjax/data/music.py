@@ -8,7 +8,7 @@ valid / test split of Boulanger-Lewandowski, Vincent & Bengio (ICML 2012): 229 /
 / 77 chorales, 13,807 / 4,602 / 4,725 steps. The copy is the file
 ``jsb-chorales-quarter.json`` of the public repository
 ``czhuang/JSB-Chorales-dataset``, unchanged but for JSON white space, gzipped
-(:data:`JSB_SHA256` is the SHA-256 of the original file). ``load_jsb()`` with no
+(`JSB_SHA256` is the SHA-256 of the original file). ``load_jsb()`` with no
 path reads it, so the JSB configs run offline from any directory.
 """
 
@@ -35,7 +35,7 @@ def load_jsb(path=None) -> dict[str, list[np.ndarray]]:
     The file (plain or gzipped, ``.gz``) maps split names (``train``, ``valid``,
     ``test``) to lists of chorales; a chorale is a list of steps, a step a list of
     the MIDI note numbers sounding (possibly none). ``path=None`` reads the copy
-    shipped with rnnjax (:data:`JSB_PATH`). Returns ``{split: [roll_i]}`` with each
+    shipped with rnnjax (`JSB_PATH`). Returns ``{split: [roll_i]}`` with each
     ``roll_i`` a ``(T_i, 88)`` float32 array, 1 at column ``note - 21``. A note
     outside ``21..108`` or not an integer is a ``ValueError`` naming the path,
     split, chorale, step and note.

@@ -158,7 +158,7 @@ def multiplication(
 ) -> Batch:
     """The multiplication problem (Hochreiter & Schmidhuber 1997, Experiment 5).
 
-    As :func:`adding`, except that values are drawn uniformly from ``[0, 1]``, a
+    As `adding`, except that values are drawn uniformly from ``[0, 1]``, a
     marked first pair has its value set to 1 (not 0), and the target at the sequence
     end is the product ``X1 * X2``. The paper uses ``T = 100`` and the same success
     criterion (absolute error below ``ADDING_TOLERANCE``, 0.04).

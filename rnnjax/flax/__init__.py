@@ -5,7 +5,7 @@ Thin wrappers with no maths of their own: each module holds exactly the paramete
 pytree of the rnnjax object it wraps (``cell.init`` or ``Stack.init``), so
 parameters move between the Flax modules and rnnjax's functional API unchanged.
 
-``import rnnjax`` does not import Flax; import these explicitly::
+``import rnnjax`` does not import Flax; import these explicitly:
 
     from rnnjax.flax import linen   # or: import rnnjax.flax.nnx
 """

@@ -18,8 +18,8 @@ STACK_DEFAULTS = dict(
 
 def build_stack(cells, **arguments) -> Stack:
     """``rnnjax.stack(cells, **arguments)``; or ``cells`` itself when it is a
-    composed :class:`rnnjax.Stack` (then ``arguments`` must keep
-    :data:`STACK_DEFAULTS`: the stack brings its own layers and rates)."""
+    composed [`rnnjax.Stack`][rnnjax.Stack] (then ``arguments`` must keep
+    `STACK_DEFAULTS`: the stack brings its own layers and rates)."""
     if isinstance(cells, Stack):
         changed = [f"{k}={v!r}" for k, v in arguments.items() if v != STACK_DEFAULTS[k]]
         if changed:

@@ -1,7 +1,7 @@
 """Flax linen modules over rnnjax cells and stacks.
 
-:class:`Cell` makes any rnnjax cell a drop-in cell for Flax's own ``nn.RNN`` and
-``nn.Bidirectional`` (the ``nn.RNNCellBase`` interface)::
+`Cell` makes any rnnjax cell a drop-in cell for Flax's own ``nn.RNN`` and
+``nn.Bidirectional`` (the ``nn.RNNCellBase`` interface):
 
     import flax.linen as nn
     import rnnjax
@@ -10,23 +10,23 @@
     layer = nn.RNN(rnn.Cell(rnnjax.lstm(64, peephole=True)))
     layer = nn.RNN(rnn.LSTMCell(64, options={"peephole": True}))   # the same
 
-:class:`RNN` is a whole :func:`rnnjax.stack` (layers, both directions, dropout) run
-by rnnjax's fused unroll, with ``seq_lengths`` and ``resets``::
+`RNN` is a whole `rnnjax.stack` (layers, both directions, dropout) run
+by rnnjax's fused unroll, with ``seq_lengths`` and ``resets``:
 
     layer = rnn.RNN(rnnjax.gru(128), num_layers=2, bidirectional=True, dropout=0.1)
     variables = layer.init(jax.random.key(0), xs)                  # xs (B, T, I)
     ys = layer.apply(variables, xs, deterministic=False,
                      rngs={"dropout": jax.random.key(1)})          # (B, T, 256)
 
-Parameters: a :class:`Cell` holds one entry, ``params["cell"]``, exactly the
-pytree ``cell.init(key, I)`` returns; an :class:`RNN` holds ``params["stack"]``,
+Parameters: a `Cell` holds one entry, ``params["cell"]``, exactly the
+pytree ``cell.init(key, I)`` returns; an `RNN` holds ``params["stack"]``,
 exactly the ``Stack.init`` pytree (``[layer][direction]``). So
 ``cell.step(variables["params"]["cell"], carry, x)`` and
 ``layer.stack.apply(variables["params"]["stack"], xs)`` give the module's results,
 and parameters made by rnnjax load into the modules unchanged.
 
 ``LSTMCell``, ``GRUCell``, ``SimpleCell``, ``MGUCell`` and ``MUT1Cell``-``MUT3Cell``
-are subclasses of :class:`Cell` (through :class:`FactoryCell`) that build their
+are subclasses of `Cell` (through `FactoryCell`) that build their
 rnnjax cell from ``features`` and an ``options`` mapping of the rnnjax factory's
 keyword arguments: ``LSTMCell(64, options={"peephole": True})`` runs
 ``rnnjax.lstm(64, peephole=True)``, and its submodule name is ``LSTMCell_<n>``, as
@@ -107,17 +107,22 @@ class Cell(nn.RNNCellBase):
 
 
 class RNN(nn.Module):
-    """A stack of recurrent layers (:func:`rnnjax.stack`) run by rnnjax's unroll.
+    """A stack of recurrent layers (`rnnjax.stack`) run by rnnjax's unroll.
 
     Attributes:
       cells: one rnnjax cell (repeated ``num_layers`` times), a sequence of cells,
-        one per layer, or a composed :class:`rnnjax.Stack` (e.g. of
-        :class:`rnnjax.Bidirectional` layers with another merge; the other stack
+        one per layer, or a composed [`rnnjax.Stack`][rnnjax.Stack] (e.g. of
+        `rnnjax.Bidirectional` layers with another merge; the other stack
         arguments then keep their defaults).
-      num_layers, bidirectional, dropout, input_dropout, recurrent_dropout, time_major:
-        as :func:`rnnjax.stack`.
+      num_layers:
+        as [`rnnjax.stack`][rnnjax.stack].
+      bidirectional: as ``num_layers``.
+      dropout: as ``num_layers``.
+      input_dropout: as ``num_layers``.
+      recurrent_dropout: as ``num_layers``.
+      time_major: as ``num_layers``.
       options: how the recurrence runs (implementation, steps per loop iteration,
-        memory for reverse mode): an :class:`rnnjax.UnrollOptions`.
+        memory for reverse mode): an [`rnnjax.UnrollOptions`][rnnjax.UnrollOptions].
       deterministic: default of the call's ``deterministic`` (dropout off when
         true). Needed, here or at the call, only when a dropout rate is set.
       return_carry: default of the call's ``return_carry``.
@@ -141,7 +146,7 @@ class RNN(nn.Module):
 
     @property
     def stack(self) -> Stack:
-        """The :class:`rnnjax.Stack` this module runs."""
+        """The [`rnnjax.Stack`][rnnjax.Stack] this module runs."""
         return build_stack(
             self.cells,
             num_layers=self.num_layers,
@@ -168,8 +173,8 @@ class RNN(nn.Module):
         Args:
           xs: the inputs.
           carry: initial carries ``carry[layer][direction]`` (zeros when ``None``;
-            see :meth:`initial_carry`).
-          seq_lengths, resets: as :func:`rnnjax.unroll`, for every layer.
+            see `initial_carry`).
+          seq_lengths, resets: as [`rnnjax.unroll`][rnnjax.unroll], for every layer.
           deterministic: dropout off when true; overrides the attribute.
           return_carry: also return the final carries; overrides the attribute.
 
@@ -207,14 +212,14 @@ class RNN(nn.Module):
 
 
 class FactoryCell(Cell):
-    """A :class:`Cell` whose rnnjax cell is built from ``features`` and
-    ``options`` by :meth:`make_cell`; the base of :class:`LSTMCell` and the other
-    shorthands. A subclass overrides :meth:`make_cell` (and may add fields).
+    """A `Cell` whose rnnjax cell is built from ``features`` and
+    ``options`` by `make_cell`; the base of `LSTMCell` and the other
+    shorthands. A subclass overrides `make_cell` (and may add fields).
 
     Attributes:
       features: ``H``, the hidden size.
       options: keyword arguments of the rnnjax factory (a mapping, kept as a
-        ``FrozenDict``), e.g. ``{"peephole": True}`` for :func:`rnnjax.lstm`.
+        ``FrozenDict``), e.g. ``{"peephole": True}`` for `rnnjax.lstm`.
       cell: the rnnjax cell, built at construction (not a constructor argument).
     """
 
@@ -236,7 +241,7 @@ class FactoryCell(Cell):
 
 
 class LSTMCell(FactoryCell):
-    """:class:`Cell` of ``rnnjax.lstm(features, **options)``."""
+    """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.lstm(features, **options)``."""
 
     @nn.nowrap
     def make_cell(self):
@@ -244,7 +249,7 @@ class LSTMCell(FactoryCell):
 
 
 class GRUCell(FactoryCell):
-    """:class:`Cell` of ``rnnjax.gru(features, **options)``."""
+    """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.gru(features, **options)``."""
 
     @nn.nowrap
     def make_cell(self):
@@ -252,7 +257,7 @@ class GRUCell(FactoryCell):
 
 
 class SimpleCell(FactoryCell):
-    """:class:`Cell` of ``rnnjax.simple_rnn(features, **options)``."""
+    """`Cell` of ``rnnjax.simple_rnn(features, **options)``."""
 
     @nn.nowrap
     def make_cell(self):
@@ -260,7 +265,7 @@ class SimpleCell(FactoryCell):
 
 
 class MGUCell(FactoryCell):
-    """:class:`Cell` of ``rnnjax.mgu(features, **options)``."""
+    """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mgu(features, **options)``."""
 
     @nn.nowrap
     def make_cell(self):
@@ -268,7 +273,7 @@ class MGUCell(FactoryCell):
 
 
 class MUT1Cell(FactoryCell):
-    """:class:`Cell` of ``rnnjax.mut1(features, **options)``."""
+    """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mut1(features, **options)``."""
 
     @nn.nowrap
     def make_cell(self):
@@ -276,7 +281,7 @@ class MUT1Cell(FactoryCell):
 
 
 class MUT2Cell(FactoryCell):
-    """:class:`Cell` of ``rnnjax.mut2(features, **options)``."""
+    """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mut2(features, **options)``."""
 
     @nn.nowrap
     def make_cell(self):
@@ -284,7 +289,7 @@ class MUT2Cell(FactoryCell):
 
 
 class MUT3Cell(FactoryCell):
-    """:class:`Cell` of ``rnnjax.mut3(features, **options)``."""
+    """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mut3(features, **options)``."""
 
     @nn.nowrap
     def make_cell(self):

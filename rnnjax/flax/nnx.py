@@ -1,7 +1,7 @@
 """Flax NNX modules over rnnjax cells and stacks.
 
-:class:`Cell` makes any rnnjax cell a drop-in cell for Flax's own ``nnx.RNN`` (the
-``nnx.RNNCellBase`` interface)::
+`Cell` makes any rnnjax cell a drop-in cell for Flax's own ``nnx.RNN`` (the
+``nnx.RNNCellBase`` interface):
 
     from flax import nnx
     import rnnjax
@@ -11,8 +11,8 @@
     layer = nnx.RNN(rnn.Cell(rnnjax.lstm(64), in_features=32, rngs=rngs))
     layer = nnx.RNN(rnn.LSTMCell(32, 64, rngs=rngs))       # the same
 
-:class:`RNN` is a whole :func:`rnnjax.stack` (layers, both directions, dropout) run
-by rnnjax's fused unroll, with ``seq_lengths`` and ``resets``::
+`RNN` is a whole `rnnjax.stack` (layers, both directions, dropout) run
+by rnnjax's fused unroll, with ``seq_lengths`` and ``resets``:
 
     layer = rnn.RNN(rnnjax.gru(128), 32, num_layers=2, bidirectional=True,
                     dropout=0.1, rngs=nnx.Rngs(params=0, dropout=1))
@@ -34,7 +34,7 @@ State nodes), which changes the model's structure after one step and breaks
 ``jax.lax.scan`` / ``nnx.jit`` training loops (flax 0.12).
 
 ``LSTMCell``, ``GRUCell``, ``SimpleCell``, ``MGUCell`` and ``MUT1Cell``-``MUT3Cell``
-are subclasses of :class:`Cell` with the signature of ``nnx.LSTMCell``
+are subclasses of [`Cell`][rnnjax.flax.nnx.Cell] with the signature of ``nnx.LSTMCell``
 (``in_features, hidden_features, *, rngs``) plus the rnnjax factory's keyword
 arguments, e.g. ``LSTMCell(32, 64, peephole=True, rngs=rngs)`` holds
 ``rnnjax.lstm(64, peephole=True)``.
@@ -128,18 +128,23 @@ class Cell(nnx.RNNCellBase):
 
 
 class RNN(nnx.Module):
-    """A stack of recurrent layers (:func:`rnnjax.stack`) run by rnnjax's unroll.
+    """A stack of recurrent layers (`rnnjax.stack`) run by rnnjax's unroll.
 
     Args:
       cells: one rnnjax cell (repeated ``num_layers`` times), a sequence of cells,
-        one per layer, or a composed :class:`rnnjax.Stack` (e.g. of
-        :class:`rnnjax.Bidirectional` layers with another merge; the other stack
+        one per layer, or a composed [`rnnjax.Stack`][rnnjax.Stack] (e.g. of
+        `rnnjax.Bidirectional` layers with another merge; the other stack
         arguments then keep their defaults).
       in_features: ``I``.
-      num_layers, bidirectional, dropout, input_dropout, recurrent_dropout, time_major:
-        as :func:`rnnjax.stack`.
+      num_layers:
+        as [`rnnjax.stack`][rnnjax.stack].
+      bidirectional: as ``num_layers``.
+      dropout: as ``num_layers``.
+      input_dropout: as ``num_layers``.
+      recurrent_dropout: as ``num_layers``.
+      time_major: as ``num_layers``.
       options: how the recurrence runs (implementation, steps per loop iteration,
-        memory for reverse mode): an :class:`rnnjax.UnrollOptions`.
+        memory for reverse mode): an [`rnnjax.UnrollOptions`][rnnjax.UnrollOptions].
       deterministic: dropout off when true. ``False`` by default (NNX modules
         start in training mode, as ``nnx.Dropout``); ``.eval()`` sets it to
         ``True``, ``.train()`` back to ``False``, and ``nnx.view(model,
@@ -151,8 +156,8 @@ class RNN(nnx.Module):
         and kept (only when a dropout rate is set).
 
     Attributes:
-      stack: the :class:`rnnjax.Stack` (static).
-      options: the :class:`rnnjax.UnrollOptions` (static).
+      stack: the [`rnnjax.Stack`][rnnjax.Stack] (static).
+      options: the [`rnnjax.UnrollOptions`][rnnjax.UnrollOptions] (static).
       params: the pytree of ``stack.init``, each array an ``nnx.Param``.
     """
 
@@ -209,8 +214,8 @@ class RNN(nnx.Module):
         Args:
           xs: the inputs.
           carry: initial carries ``carry[layer][direction]`` (zeros when ``None``;
-            see :meth:`initial_carry`).
-          seq_lengths, resets: as :func:`rnnjax.unroll`, for every layer.
+            see `initial_carry`).
+          seq_lengths, resets: as [`rnnjax.unroll`][rnnjax.unroll], for every layer.
           deterministic: dropout off when true; overrides the attribute.
           return_carry: also return the final carries; overrides the attribute.
           rngs: where dropout draws its key this call (``Rngs``, ``RngStream`` or a
@@ -310,7 +315,7 @@ def _assign(tree, params) -> None:
 
 
 class LSTMCell(Cell):
-    """:class:`Cell` of ``rnnjax.lstm(hidden_features, **options)``."""
+    """[`Cell`][rnnjax.flax.nnx.Cell] of ``rnnjax.lstm(hidden_features, **options)``."""
 
     def __init__(
         self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
@@ -319,7 +324,7 @@ class LSTMCell(Cell):
 
 
 class GRUCell(Cell):
-    """:class:`Cell` of ``rnnjax.gru(hidden_features, **options)``."""
+    """[`Cell`][rnnjax.flax.nnx.Cell] of ``rnnjax.gru(hidden_features, **options)``."""
 
     def __init__(
         self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
@@ -328,7 +333,7 @@ class GRUCell(Cell):
 
 
 class SimpleCell(Cell):
-    """:class:`Cell` of ``rnnjax.simple_rnn(hidden_features, **options)``."""
+    """`Cell` of ``rnnjax.simple_rnn(hidden_features, **options)``."""
 
     def __init__(
         self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
@@ -338,7 +343,7 @@ class SimpleCell(Cell):
 
 
 class MGUCell(Cell):
-    """:class:`Cell` of ``rnnjax.mgu(hidden_features, **options)``."""
+    """[`Cell`][rnnjax.flax.nnx.Cell] of ``rnnjax.mgu(hidden_features, **options)``."""
 
     def __init__(
         self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
@@ -347,7 +352,7 @@ class MGUCell(Cell):
 
 
 class MUT1Cell(Cell):
-    """:class:`Cell` of ``rnnjax.mut1(hidden_features, **options)``."""
+    """[`Cell`][rnnjax.flax.nnx.Cell] of ``rnnjax.mut1(hidden_features, **options)``."""
 
     def __init__(
         self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
@@ -356,7 +361,7 @@ class MUT1Cell(Cell):
 
 
 class MUT2Cell(Cell):
-    """:class:`Cell` of ``rnnjax.mut2(hidden_features, **options)``."""
+    """[`Cell`][rnnjax.flax.nnx.Cell] of ``rnnjax.mut2(hidden_features, **options)``."""
 
     def __init__(
         self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
@@ -365,7 +370,7 @@ class MUT2Cell(Cell):
 
 
 class MUT3Cell(Cell):
-    """:class:`Cell` of ``rnnjax.mut3(hidden_features, **options)``."""
+    """[`Cell`][rnnjax.flax.nnx.Cell] of ``rnnjax.mut3(hidden_features, **options)``."""
 
     def __init__(
         self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options

@@ -3,7 +3,7 @@
 rnnjax cells compute ``x @ w_x + b + h @ w_h`` with ``w_x (I, G*H)``,
 ``w_h (K, G*H)`` and one bias ``b (G*H,)``; gate blocks are LSTM ``i, f, g, o`` and
 GRU ``r, z, n`` (with the GRU's separate ``b_hn (H,)``, the recurrent bias of ``n``
-that the reset gate multiplies). A :class:`rnnjax.Stack` keeps
+that the reset gate multiplies). A [`rnnjax.Stack`][rnnjax.Stack] keeps
 ``params[layer][direction]`` and ``carry[layer][direction]``.
 
 PyTorch (``rnnjax.interop.pytorch``): ``w_x = weight_ih.T``, ``w_h = weight_hh.T``,
@@ -11,16 +11,16 @@ PyTorch (``rnnjax.interop.pytorch``): ``w_x = weight_ih.T``, ``w_h = weight_hh.T
 bias_hh[2H:]``), LSTMP ``w_hr = weight_hr.T (H, P)``; ``h_n`` and ``c_n`` are
 ``(num_layers * num_directions, *B, H_out)``, index ``layer * D + direction``.
 
-- :func:`from_torch`: ``nn.RNN``/``nn.LSTM``/``nn.GRU`` -> ``(model, params)``.
-- :func:`to_torch`: ``(model, params)`` -> the torch module.
-- :func:`torch_state`: final carry -> ``h_n`` or ``(h_n, c_n)``.
-- :func:`torch_carry`: ``h_0`` (and ``c_0``) -> initial carry.
+- `from_torch`: ``nn.RNN``/``nn.LSTM``/``nn.GRU`` -> ``(model, params)``.
+- [`to_torch`][rnnjax.interop.to_torch]: ``(model, params)`` -> the torch module.
+- [`torch_state`][rnnjax.interop.torch_state]: final carry -> ``h_n`` or ``(h_n, c_n)``.
+- [`torch_carry`][rnnjax.interop.torch_carry]: ``h_0`` (and ``c_0``) -> initial carry.
 
 Keras 3 (``rnnjax.interop.keras``): kernels are already ``x @ W``; Keras' GRU gate
 order ``z, r, h`` is reordered to ``r, z, n`` and its ``(2, 3H)`` bias split into
 ``b`` and ``b_hn``; Keras' LSTM order ``i, f, c, o`` is rnnjax's.
 
-- :func:`from_keras`: a built ``LSTM``/``GRU`` (or ``Bidirectional`` of one) ->
+- `from_keras`: a built ``LSTM``/``GRU`` (or ``Bidirectional`` of one) ->
   ``(model, params)``.
 
 Neither torch nor keras is imported until a converter runs.

@@ -55,7 +55,7 @@ def from_keras(layer):
         (``merge_mode="concat"``).
 
     Returns:
-      ``(model, params)``: a one-layer :class:`rnnjax.Stack` (batch-first, as
+      ``(model, params)``: a one-layer [`rnnjax.Stack`][rnnjax.Stack] (batch-first, as
       Keras; the layer's ``dropout`` and ``recurrent_dropout`` become the stack's
       variational ``input_dropout`` and ``recurrent_dropout``) and float32
       parameters ``params[0][direction]``. ``model.apply(params, xs)`` returns

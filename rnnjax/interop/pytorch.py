@@ -54,14 +54,14 @@ def from_torch(module):
       module: the torch module (any device and float dtype; weights are copied).
 
     Returns:
-      ``(model, params)``: an :class:`rnnjax.Stack` (``time_major = not
+      ``(model, params)``: an [`rnnjax.Stack`][rnnjax.Stack] (``time_major = not
       batch_first``, the module's ``num_layers``, ``bidirectional`` and ``dropout``)
       of ``simple_rnn(H, activation)``, ``lstm(H, forget_bias=0.0, proj_size=P)`` or
       ``gru(H)`` cells, and float32 parameters ``params[layer][direction]``.
       ``model.apply(params, xs, seq_lengths=lengths)`` equals the module run on
       ``pack_padded_sequence(xs, lengths, enforce_sorted=False)`` then
-      ``pad_packed_sequence`` (padded outputs zero); :func:`torch_state` turns the
-      returned carry into ``h_n`` (and ``c_n``), :func:`torch_carry` turns
+      ``pad_packed_sequence`` (padded outputs zero); `torch_state` turns the
+      returned carry into ``h_n`` (and ``c_n``), `torch_carry` turns
       ``h_0`` (and ``c_0``) into an initial carry.
     """
     import torch
@@ -129,7 +129,7 @@ def to_torch(model, params, *, bias: bool = True):
     """Builds the PyTorch module equal to ``model`` with ``params`` loaded.
 
     Args:
-      model: an :class:`rnnjax.Stack` whose cells are all the same
+      model: an [`rnnjax.Stack`][rnnjax.Stack] whose cells are all the same
         ``simple_rnn``, plain ``lstm`` (optionally ``proj_size``) or ``gru``
         (``reset_after=True``). Initialisers, ``forget_bias`` (an initial value)
         and the compute ``dtype`` are not part of the module and are ignored.
@@ -207,8 +207,8 @@ def _torch_cell(model):
 
 
 def _check_torch_layers(model) -> None:
-    """Every layer a forward :class:`Layer`, or every layer a concatenating
-    :class:`Bidirectional` of one cell, as PyTorch's modules run them."""
+    """Every layer a forward `Layer`, or every layer a concatenating
+    `Bidirectional` of one cell, as PyTorch's modules run them."""
     for i, layer in enumerate(model.layers):
         if isinstance(layer, Layer) and not model.bidirectional:
             bad = "a reversed Layer" if layer.reverse else None
@@ -374,7 +374,7 @@ def torch_carry(model, h_0, c_0=None):
     """rnnjax's initial carry from PyTorch's ``h_0`` (and ``c_0``).
 
     Args:
-      model: the :class:`rnnjax.Stack` the carry is for.
+      model: the [`rnnjax.Stack`][rnnjax.Stack] the carry is for.
       h_0: ``(L*D, *B, H_out)`` (a torch tensor or an array), or the tuple
         ``(h_0, c_0)`` PyTorch's LSTM takes.
       c_0: ``(L*D, *B, H)``, for LSTM cells only.

@@ -1,10 +1,10 @@
 """Implementations of the recurrence, each next to the reference it must equal.
 
-The contract. Every recurrence is a function::
+The contract. Every recurrence is a function:
 
     recurrence(cell, params, carry0, inputs, *, unroll=1) -> (carry_T, ys)
 
-with ``inputs`` a :class:`StepInputs` (time-major ``zs (T, *B, Z)``, an optional
+with ``inputs`` a `StepInputs` (time-major ``zs (T, *B, Z)``, an optional
 ``bias (Z,)`` added to every step, ``valid`` and ``resets`` booleans ``(T, *B)``,
 a ``rec_mask (*B, K)``; absent ones ``None``), ``unroll`` the steps per loop
 iteration, ``carry_T`` the carry after the last valid step and ``ys (T, *B, Y)``
@@ -22,11 +22,11 @@ the outputs (zero on invalid steps). All of them give the numbers of
 - ``pallas``: the plain LSTM and the GRU (reset after); Pallas kernels that walk
   time with ``W_h`` on chip, forward and backward (a ``custom_vjp``: reverse mode
   only). GPU (Triton) and TPU (Mosaic) flavours, picked by the backend at trace
-  time unless :class:`Pallas` names one; on the CPU they run in Pallas'
+  time unless `Pallas` names one; on the CPU they run in Pallas'
   interpreter (slow; for tests). See ``pallas_gpu`` and ``pallas_tpu``.
 
-The choice is a value, ``rnnjax.UnrollOptions(impl=...)``: an :class:`Impl` (or
-its string) or a :class:`Pallas` (``"pallas"`` with options); :func:`select`
+The choice is a value, ``rnnjax.UnrollOptions(impl=...)``: an `Impl` (or
+its string) or a `Pallas` (``"pallas"`` with options); `select`
 turns it into the recurrence function.
 """
 
@@ -54,10 +54,10 @@ AUTO_PALLAS_BACKENDS: frozenset[str] = frozenset()
 
 
 def select(cell, impl):
-    """Returns the recurrence function for ``impl`` (an :class:`Impl`, its string
-    or a :class:`Pallas`). ``"auto"`` picks the fastest valid one for this cell:
+    """Returns the recurrence function for ``impl`` (an `Impl`, its string
+    or a `Pallas`). ``"auto"`` picks the fastest valid one for this cell:
     ``associative`` for cells linear in the state; ``pallas`` for the plain LSTM
-    and the GRU on the backends of :data:`AUTO_PALLAS_BACKENDS` (none yet;
+    and the GRU on the backends of `AUTO_PALLAS_BACKENDS` (none yet;
     ``fused`` for shapes it cannot hold); ``fused`` for fused-form cells; ``scan``
     otherwise. Raises ValueError naming ``impl`` when the cell cannot run it."""
     impl = as_impl(impl)

@@ -18,7 +18,8 @@ def over_chunks(chunk_fn, carry0, xs, valid, resets, size, event_ndim):
       chunk_fn: ``(carry, (x (C, *B, ...), v, r)) -> (carry, ys (C, *B, Y))``.
       carry0: the carry before the first step.
       xs: time-major inputs ``(T, *B, ...)`` with ``event_ndim`` event axes.
-      valid, resets: ``(T, *B)`` booleans or ``None``.
+      valid: ``(T, *B)`` booleans or ``None``.
+      resets: as ``valid``.
       size: ``C``, steps per chunk (``1 <= C``; at most ``T`` is used).
 
     Steps added to make ``T`` a multiple of ``C`` are marked invalid, so they leave

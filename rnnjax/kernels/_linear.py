@@ -10,7 +10,7 @@ elementwise products and sums are folded on the primal side, so that each output
 non-elementwise operations, kept as they are): 6 arrays for the LSTM, 5 for the GRU.
 Less memory to write, keep and read, and fewer operations in the loops.
 
-:func:`linearize` returns ``(primal_out, program)``; ``program(*tangents)`` equals
+`linearize` returns ``(primal_out, program)``; ``program(*tangents)`` equals
 ``jax.linearize(f, *primals)[1](*tangents)``. A program is a pytree whose children
 are its coefficient arrays, so ``lax.scan`` can stack programs over time and slice
 them per step. (Packing the arrays into one per step measured slower: XLA hoists

@@ -1,7 +1,7 @@
 """What the Pallas GPU and TPU kernels share: the gate arithmetic and the masked
 steps on tiles, the padded layout and the static plan of one call.
 
-The split (see :mod:`rnnjax.kernels.pallas` for the entry point and the
+The split (see `rnnjax.kernels.pallas` for the entry point and the
 ``custom_vjp``): the input projection stays outside (XLA); the forward kernel walks
 time with ``W_h`` on chip, carrying ``h`` (and ``c``) in float32, and writes ``ys``
 plus, under differentiation, the residuals of every step (the gate activations,
@@ -11,7 +11,7 @@ carrying ``dh`` (and ``dc``) and writes the pre-activation gradients ``da``.
 steps outside the kernels.
 
 Layout handed to a flavour (all padded, batch flattened; legend ``G`` gates,
-``R`` residual tiles per step, ``Hp``/``Bp``/``Tp`` padded sizes)::
+``R`` residual tiles per step, ``Hp``/``Bp``/``Tp`` padded sizes):
 
     w (Hp, G, Hp)   bias (G, Hp)   bhn (1, Hp)        h0, c0, mask (Bp, Hp)
     zs (Tp, Bp, G, Hp)             valid, resets (Tp, Bp, 1) float32 0/1
@@ -218,7 +218,7 @@ class Plan:
 class Flavour:
     """A flavour's pieces: ``plan(...) -> Plan`` (or a reason string when the shape
     does not fit), ``forward(plan, arrays, training)`` and ``backward(plan, ...)``
-    (see :func:`recurrence`)."""
+    (see `recurrence`)."""
 
     plan: Callable
     forward: Callable

@@ -1,10 +1,10 @@
 """The parallel recurrence of cells that are linear in the state.
 
-A :class:`~rnnjax.cells.base.LinearRecurrenceCell` (``rnnjax.min_gru``,
+A [`LinearRecurrenceCell`][rnnjax.cells.base.LinearRecurrenceCell] (``rnnjax.min_gru``,
 ``rnnjax.min_lstm``) steps by an affine map of its carry,
 ``h_t = a_t * h_{t-1} + b_t``, where ``(a_t, b_t) = cell.linear_coefficients(params,
 z_t)`` depend on the input alone. Affine maps compose associatively (the earlier map
-first)::
+first):
 
     (a1, b1) then (a2, b2) = (a1 * a2, a2 * b1 + b2)
 
@@ -19,10 +19,10 @@ folded into the maps before the scan:
   prefix is then the carry after the last valid step;
 - ``rec_mask``: multiplies ``a_t`` (it multiplies ``h_{t-1}`` in ``cell.recur``).
 
-The scan is a ``lax.custom_linear_solve`` (:func:`linear_scan`): its tangent is
+The scan is a ``lax.custom_linear_solve`` (`linear_scan`): its tangent is
 another forward scan and its transpose (reverse mode) one reverse scan; ``vmap``
 and the derivatives w.r.t. ``a`` and the initial carry come from JAX. This must
-equal :func:`rnnjax.kernels.scan_recurrence` on the same cell, values and
+equal `rnnjax.kernels.scan_recurrence` on the same cell, values and
 derivatives (``tests/kernels/test_associative.py``).
 """
 
@@ -37,7 +37,7 @@ from rnnjax.kernels.scan import StepInputs
 
 def has_linear_recurrence(cell) -> bool:
     """Whether ``cell`` states a recurrence linear in the state: a
-    :class:`~rnnjax.cells.base.LinearRecurrenceCell` (its ``linear_coefficients``
+    `LinearRecurrenceCell` (its ``linear_coefficients``
     give the affine map of each step)."""
     return isinstance(cell, LinearRecurrenceCell)
 
@@ -60,7 +60,7 @@ def _compose(first, second):
 
 def associative_recurrence(cell, params, carry0, inputs: StepInputs, *, unroll=1):
     """Runs ``cell`` over ``inputs.zs (T, *B, Z)``; returns
-    ``(carry_T, ys (T, *B, H))`` (the contract of :mod:`rnnjax.kernels`).
+    ``(carry_T, ys (T, *B, H))`` (the contract of [`rnnjax.kernels`][rnnjax.kernels]).
 
     ``unroll`` is accepted for that contract and unused. The carry is
     ``h (*B, H)`` and the output ``y_t = h_t``.

@@ -66,7 +66,7 @@ from rnnjax.kernels.scan import (
 
 
 def fused_recurrence(cell, params, carry0, inputs: StepInputs, *, unroll=1):
-    """The contract of :mod:`rnnjax.kernels`, for cells of the fused form."""
+    """The contract of `rnnjax.kernels`, for cells of the fused form."""
     if not is_fusable(cell):
         raise ValueError(
             f"impl: 'fused' needs a cell of the fused form; {type(cell).__name__} "
@@ -118,7 +118,7 @@ def _pipelined_scan(body, init, seq, unroll):
 
 
 def _forward(cell, unroll, pw, w, carry0, inputs, lin=None, start=None):
-    """Forward scan over ``inputs`` (a :class:`StepInputs`), from ``start`` when
+    """Forward scan over ``inputs`` (a `StepInputs`), from ``start`` when
     given (a chunk's incoming carry; resets still return to ``carry0``).
 
     With ``lin`` (flags ``(additive, wrt_z, wrt_pw)``), each step also linearises
@@ -292,7 +292,7 @@ _CHUNK_BYTES = 8 << 20
 
 
 def projection_chunk(cell, params, xs) -> int | None:
-    """Steps per chunk for :func:`projected_recurrence` on time-major
+    """Steps per chunk for `projected_recurrence` on time-major
     ``xs (T, *B, I)``, or ``None`` where projecting all steps at once is as fast
     (accelerators; projections under 32 MiB; cells not of the fused form)."""
     if jax.default_backend() != "cpu" or not is_fusable(cell):
@@ -315,7 +315,7 @@ def projected_recurrence(
     cell, params, carry0, xs, *, valid=None, resets=None, rec_mask=None, unroll=1, chunk
 ):
     """``fused_recurrence`` of the input projection of time-major ``xs (T, *B, I)``
-    (``valid``, ``resets``, ``rec_mask`` as in :class:`StepInputs`).
+    (``valid``, ``resets``, ``rec_mask`` as in `StepInputs`).
 
     Computing the values only, the projection runs ``chunk`` steps at a time inside
     a scan over chunks, so the ``(T, *B, Z)`` projection is never held whole. Under

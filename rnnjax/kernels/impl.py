@@ -1,7 +1,7 @@
 """The choice of implementation as a value: ``UnrollOptions(impl=...)``.
 
-``impl`` is an :class:`Impl` (or its plain string: ``"auto"``, ``"scan"``,
-``"fused"``, ``"associative"``, ``"pallas"``) or a :class:`Pallas` value, which
+``impl`` is an `Impl` (or its plain string: ``"auto"``, ``"scan"``,
+``"fused"``, ``"associative"``, ``"pallas"``) or a `Pallas` value, which
 means ``"pallas"`` with options. The value is part of the (hashable) unroll
 options, so a function jitted with one choice is never silently reused with
 another.
@@ -25,7 +25,7 @@ class Impl(enum.StrEnum):
     - ``SCAN``: the plain ``lax.scan`` of ``cell.recur`` (the reference; every cell).
     - ``FUSED``: the fused kernel (fused-form cells).
     - ``ASSOCIATIVE``: a parallel scan (cells linear in the state, ``min_gru``).
-    - ``PALLAS``: the Pallas kernels with the default :class:`Pallas` options.
+    - ``PALLAS``: the Pallas kernels with the default `Pallas` options.
     """
 
     AUTO = "auto"
@@ -41,9 +41,9 @@ IMPLS = tuple(impl.value for impl in Impl)
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Pallas:
     """``impl="pallas"`` with options; ``None`` fields are chosen from the
-    backend when the recurrence is traced (:meth:`resolved`).
+    backend when the recurrence is traced (`resolved`).
 
-    Example, the TPU kernels in Pallas' interpreter on a CPU host::
+    Example, the TPU kernels in Pallas' interpreter on a CPU host:
 
         options = rnnjax.UnrollOptions(
             impl=rnnjax.kernels.Pallas(flavour="tpu", interpret=True)
@@ -91,7 +91,7 @@ class Pallas:
 
 
 def as_impl(impl) -> Impl | Pallas:
-    """``impl`` as an :class:`Impl` or a :class:`Pallas`; raises naming ``impl``
+    """``impl`` as an `Impl` or a `Pallas`; raises naming ``impl``
     for anything else."""
     if isinstance(impl, Pallas | Impl):
         return impl

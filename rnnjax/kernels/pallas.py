@@ -87,9 +87,9 @@ def pallas_recurrence(
     options: Pallas | None = None,
     fallback=None,
 ):
-    """The contract of :mod:`rnnjax.kernels`, run by the Pallas kernels of the
+    """The contract of `rnnjax.kernels`, run by the Pallas kernels of the
     flavour that ``options`` (default ``Pallas()``) resolve to
-    (:meth:`Pallas.resolved`: TPU on a TPU backend, GPU otherwise).
+    (`Pallas.resolved`: TPU on a TPU backend, GPU otherwise).
 
     ``fallback`` (a recurrence) runs shapes the flavour cannot hold
     (``impl="auto"``); without it they raise ValueError.

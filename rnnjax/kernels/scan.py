@@ -1,8 +1,8 @@
 """The plain recurrence: ``lax.scan`` over a cell's ``recur``, autodiff by JAX.
 
 This is the reference every fused kernel must equal, and the path for cells that do
-not have the fused form. It also defines :class:`StepInputs`, the per-step inputs
-that every recurrence takes (the contract is in :mod:`rnnjax.kernels`).
+not have the fused form. It also defines `StepInputs`, the per-step inputs
+that every recurrence takes (the contract is in [`rnnjax.kernels`][rnnjax.kernels]).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def fused_form_recur(cell, params, rec_mask):
 
 def scan_recurrence(cell, params, carry0, inputs: StepInputs, *, unroll=1, start=None):
     """Runs ``cell`` over ``inputs.zs (T, *B, Z)``; returns
-    ``(carry_T, ys (T, *B, Y))`` (the contract of :mod:`rnnjax.kernels`).
+    ``(carry_T, ys (T, *B, Y))`` (the contract of [`rnnjax.kernels`][rnnjax.kernels]).
 
     Beyond the contract: ``start`` is the carry to start from when it is not
     ``carry0`` (resets still return to ``carry0``; used for a chunk of a longer

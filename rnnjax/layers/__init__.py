@@ -1,6 +1,6 @@
-"""Recurrent layers by composition: one direction (:class:`Layer`), both directions
-with a merge (:class:`Bidirectional`), and a :class:`Stack` of them with dropout
-between layers, as Flax composes ``nn.RNN`` and ``nn.Bidirectional``::
+"""Recurrent layers by composition: one direction (`Layer`), both directions
+with a merge (`Bidirectional`), and a `Stack` of them with dropout
+between layers, as Flax composes ``nn.RNN`` and ``nn.Bidirectional``:
 
     lstm = rnnjax.lstm(64)
     both = rnnjax.Bidirectional(rnnjax.Layer(lstm), rnnjax.Layer(lstm), merge=jnp.add)
@@ -8,7 +8,7 @@ between layers, as Flax composes ``nn.RNN`` and ``nn.Bidirectional``::
     params = model.init(jax.random.key(0), input_size=32)  # params[layer][direction]
     carry, ys = model.apply(params, xs, options=rnnjax.UnrollOptions(remat="step"))
 
-:func:`rnnjax.stack` builds the usual stack (one configuration in every layer).
+`rnnjax.stack` builds the usual stack (one configuration in every layer).
 """
 
 from rnnjax.layers.directional import Bidirectional, Layer, concatenate

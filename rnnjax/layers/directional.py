@@ -1,5 +1,5 @@
-"""One direction (:class:`Layer`) and both directions with a merge
-(:class:`Bidirectional`), as Flax's ``nn.RNN`` and ``nn.Bidirectional``.
+"""One direction (`Layer`) and both directions with a merge
+(`Bidirectional`), as Flax's ``nn.RNN`` and ``nn.Bidirectional``.
 
 Variational dropout (Gal & Ghahramani 2016) belongs to each direction: one input
 mask and one recurrent mask per sequence.
@@ -22,19 +22,19 @@ from rnnjax.unroll import unroll as unroll_cell
 
 
 def concatenate(forward, backward):
-    """The default merge of :class:`Bidirectional`: ``(..., Y) + (..., Y) -> (...,
+    """The default merge of `Bidirectional`: ``(..., Y) + (..., Y) -> (...,
     2Y)``, forward features first (as PyTorch and Keras' ``merge_mode="concat"``)."""
     return jnp.concatenate([forward, backward], axis=-1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Layer:
-    """One direction: a cell run over time by :func:`rnnjax.unroll`.
+    """One direction: a cell run over time by [`rnnjax.unroll`][rnnjax.unroll].
 
     Attributes:
       cell: an rnnjax cell.
       reverse: run from the end of each sequence to its start (outputs stay
-        aligned with the inputs); :class:`Bidirectional` sets it per call.
+        aligned with the inputs); `Bidirectional` sets it per call.
       input_dropout: variational dropout rate on the inputs (one mask per
         sequence, ``(*B, I)``).
       recurrent_dropout: variational dropout rate on the state where it enters the
@@ -96,15 +96,15 @@ class Layer:
         """Runs the layer over ``xs (*B, T, I)`` (``(T, *B, I)`` when time-major).
 
         Args:
-          params: from :meth:`init`.
+          params: from `init`.
           xs: the inputs.
           carry: the initial carry (zeros when ``None``).
-          seq_lengths, resets: as in :func:`rnnjax.unroll`.
+          seq_lengths, resets: as in [`rnnjax.unroll`][rnnjax.unroll].
           key: PRNG key for variational dropout; needed when ``training`` and a
             rate is set. ``split(key)`` gives the input and the recurrent mask's.
           training: apply dropout (off at evaluation).
           reverse, time_major: override the attributes.
-          options: how the recurrence runs (:class:`rnnjax.UnrollOptions`).
+          options: how the recurrence runs (`rnnjax.UnrollOptions`).
 
         Returns:
           ``(carry, ys)``: the carry at each sequence's last valid step and the
@@ -144,14 +144,14 @@ class Layer:
 
 @dataclasses.dataclass(frozen=True)
 class Bidirectional:
-    """Two :class:`Layer` s over the same inputs, one forwards and one backwards,
+    """Two `Layer` s over the same inputs, one forwards and one backwards,
     their outputs merged step by step (as Flax's ``nn.Bidirectional``).
 
     Attributes:
       forward: the layer run forwards (its ``reverse`` is ignored).
       backward: the layer run backwards (its ``reverse`` is ignored).
       merge: ``merge(y_forward, y_backward) -> y`` on ``(..., Y)`` outputs;
-        :func:`concatenate` (``2Y`` features) by default, e.g. ``jnp.add`` to sum.
+        `concatenate` (``2Y`` features) by default, e.g. ``jnp.add`` to sum.
       time_major: default layout of ``xs`` and outputs.
 
     Parameters and carries are pairs: ``(forward, backward)``.
@@ -180,7 +180,7 @@ class Bidirectional:
 
     @property
     def output_size(self) -> int:
-        """The merged output's size (``2Y`` for :func:`concatenate`)."""
+        """The merged output's size (``2Y`` for `concatenate`)."""
         a = jax.ShapeDtypeStruct((self.forward.output_size,), jnp.float32)
         b = jax.ShapeDtypeStruct((self.backward.output_size,), jnp.float32)
         return jax.eval_shape(self.merge, a, b).shape[-1]
@@ -223,7 +223,7 @@ class Bidirectional:
     ):
         """Runs both directions over ``xs (*B, T, I)`` and merges their outputs.
 
-        Args as :meth:`Layer.apply`; ``params`` and ``carry`` are
+        Args as [`Layer.apply`][rnnjax.Layer.apply]; ``params`` and ``carry`` are
         ``(forward, backward)`` pairs, and direction ``d`` draws its dropout masks
         from ``fold_in(key, d)``.
 
@@ -265,7 +265,7 @@ def _len(x):
 
 
 def check_options(options) -> UnrollOptions:
-    """``options``, or the default :class:`UnrollOptions` for ``None``."""
+    """``options``, or the default `UnrollOptions` for ``None``."""
     if options is None:
         return UnrollOptions()
     if not isinstance(options, UnrollOptions):

@@ -1,5 +1,5 @@
-"""A :class:`Stack` of recurrent layers (each a :class:`Layer` or a
-:class:`Bidirectional`) with dropout between them, and :func:`stack`, which builds
+"""A `Stack` of recurrent layers (each a `Layer` or a
+`Bidirectional`) with dropout between them, and `stack`, which builds
 the usual one."""
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ from rnnjax.unroll import UnrollOptions
 
 @dataclasses.dataclass(frozen=True)
 class Stack:
-    """Recurrent layers on top of each other, each a :class:`Layer` or a
-    :class:`Bidirectional`, with dropout between them.
+    """Recurrent layers on top of each other, each a `Layer` or a
+    `Bidirectional`, with dropout between them.
 
-    Build the usual one with :func:`rnnjax.stack`. Parameters and carries are a
+    Build the usual one with `rnnjax.stack`. Parameters and carries are a
     tuple over layers of a tuple over directions (forward, then backward; a
-    single :class:`Layer`'s entry has one element): ``params[layer][direction]``.
+    single `Layer`'s entry has one element): ``params[layer][direction]``.
 
     Attributes:
       layers: the layers, bottom first.
@@ -76,12 +76,12 @@ class Stack:
 
     @property
     def bidirectional(self) -> bool:
-        """Every layer is a :class:`Bidirectional`."""
+        """Every layer is a `Bidirectional`."""
         return all(isinstance(layer, Bidirectional) for layer in self.layers)
 
     @property
     def num_directions(self) -> int:
-        """Directions of every layer: 2 when :attr:`bidirectional`, else 1 (a stack
+        """Directions of every layer: 2 when `bidirectional`, else 1 (a stack
         mixing both kinds raises ``ValueError``: see each layer)."""
         counts = {len(_directions(layer)) for layer in self.layers}
         if len(counts) > 1:
@@ -150,10 +150,10 @@ class Stack:
         """Runs the stack over ``xs (*B, T, I)`` (``(T, *B, I)`` when time-major).
 
         Args:
-          params: from :meth:`init`.
+          params: from `init`.
           xs: the inputs.
           carry: initial carries ``carry[layer][direction]`` (zeros when ``None``).
-          seq_lengths, resets: as in :func:`rnnjax.unroll`, for every layer.
+          seq_lengths, resets: as in [`rnnjax.unroll`][rnnjax.unroll], for every layer.
           key: PRNG key for dropout; needed when ``training`` and a rate is set.
             Layer ``i`` uses ``split(split(key, L)[i], 3)``: the first for its
             variational masks (``fold_in(., d)`` for direction ``d``), the third
@@ -161,7 +161,7 @@ class Stack:
           training: apply dropout (off at evaluation).
           time_major: overrides the stack's default layout.
           options: how every layer's recurrence runs
-            (:class:`rnnjax.UnrollOptions`).
+            ([`rnnjax.UnrollOptions`][rnnjax.UnrollOptions]).
 
         Returns:
           ``(carry, ys)``: final carries ``carry[layer][direction]`` (each the one at
@@ -248,8 +248,8 @@ def stack(
     recurrent_dropout: float = 0.0,
     time_major: bool = False,
 ) -> Stack:
-    """Builds a :class:`Stack`: one :class:`Layer` per cell, or one
-    :class:`Bidirectional` (concatenating, both directions of the layer's cell)
+    """Builds a `Stack`: one `Layer` per cell, or one
+    `Bidirectional` (concatenating, both directions of the layer's cell)
     with ``bidirectional``.
 
     Args:
@@ -257,12 +257,13 @@ def stack(
         layer (mixed cell types allowed).
       num_layers: number of layers (default 1, or ``len(cells)``).
       bidirectional: run each layer both ways and concatenate the outputs.
-      dropout: see :class:`Stack`.
-      input_dropout, recurrent_dropout: variational rates of every direction (see
-        :class:`Layer`).
-      time_major: see :class:`Stack`.
+      dropout: see `Stack`.
+      input_dropout: variational rates of every direction (see
+        `Layer`).
+      recurrent_dropout: as ``input_dropout``.
+      time_major: see `Stack`.
 
-    Example::
+    Example:
 
         model = rnnjax.stack(rnnjax.lstm(128), num_layers=2, bidirectional=True)
         params = model.init(jax.random.key(0), input_size=32)

@@ -1,7 +1,7 @@
 """Soft attention (Bahdanau et al. 2015; Luong et al. 2015) and the attention-LSTM
 decoder of Show, Attend and Tell (Xu et al. 2015, soft attention).
 
-Shapes (the package legend, :mod:`rnnjax`): ``B`` batch, ``M`` annotations, ``U``
+Shapes (the package legend, `rnnjax`): ``B`` batch, ``M`` annotations, ``U``
 annotation features, ``Q`` query features, ``A`` attention width, ``T`` time, ``I``
 input features, ``H`` hidden.
 
@@ -16,7 +16,7 @@ A score is an immutable object of pure functions over a parameter pytree:
   (masked ones get exactly zero; a row with none unmasked gets zero weights and a
   zero context), ``context = sum_i weights_i a_i``.
 
-The scores::
+The scores:
 
     bahdanau:       e_i = v^T tanh(W_q q + W_k a_i + b)     keys = a W_k + b
     luong_dot:      e_i = q^T a_i                           keys = a   (Q == U)
@@ -25,7 +25,7 @@ The scores::
 with ``w_q (Q, A)``, ``w_k (U, A)``, ``b (A,)``, ``v (A,)`` and, for ``general``,
 ``w (U, Q)`` holding ``W^T`` (so that ``keys = a @ w``).
 
-The decoder (:func:`attention_decoder`), for annotations ``a (*B, M, U)``::
+The decoder (`attention_decoder`), for annotations ``a (*B, M, U)``:
 
     c_0 = tanh(mean_i(a_i) W_c + b_c),   h_0 = tanh(mean_i(a_i) W_h + b_h)
     alpha_t = softmax_i(score(h_{t-1}, a_i))              (over unmasked a_i)
@@ -36,7 +36,7 @@ The decoder (:func:`attention_decoder`), for annotations ``a (*B, M, U)``::
 where ``x_t`` is the step's input (``E y_{t-1}`` in the paper; the given inputs for
 teacher forcing). The initial-state MLPs are one ``tanh`` layer each, as in the
 authors' code (arctic-captions); with a mask the mean is over unmasked annotations.
-The LSTM is :func:`rnnjax.lstm` with ``w_x (I + U, 4H)``: rows ``[:I]`` take
+The LSTM is `rnnjax.lstm` with ``w_x (I + U, 4H)``: rows ``[:I]`` take
 ``x_t`` (projected for all steps at once) and rows ``[I:]`` take ``z_t`` (projected
 inside the step, since ``z_t`` depends on ``h_{t-1}``).
 """
@@ -126,7 +126,7 @@ class _Score:
     """Shared ``attend`` of the scores; subclasses define init, keys and score."""
 
     def attend(self, params, query, annotations, mask=None, keys=None):
-        """``(context (*B, U), weights (*B, M))``; ``keys`` from :meth:`keys`
+        """``(context (*B, U), weights (*B, M))``; ``keys`` from `keys`
         (computed here when ``None``)."""
         _check_attend(query, annotations, mask, keys, lambda: self.sizes(params, query))
         if mask is not None:
@@ -249,9 +249,9 @@ ATTENTIONS = ("bahdanau", "luong_dot", "luong_general")
 
 @dataclasses.dataclass(frozen=True)
 class AttentionDecoder:
-    """The Show, Attend and Tell decoder; see :func:`attention_decoder`.
+    """The Show, Attend and Tell decoder; see `attention_decoder`.
 
-    Parameters (from :meth:`init`): ``init_c`` and ``init_h`` (``w (U, H)``,
+    Parameters (from `init`): ``init_c`` and ``init_h`` (``w (U, H)``,
     ``b (H,)``), ``attention`` (the score's), ``beta`` (``w (H,)``, ``b ()``; only
     with ``gate``) and ``lstm`` (``rnnjax.lstm(H)`` for inputs of size ``I + U``).
     """
@@ -290,7 +290,7 @@ class AttentionDecoder:
 
     def init(self, key) -> dict[str, Any]:
         """Fresh parameters: Glorot-uniform weights, zero biases (the LSTM's as
-        :func:`rnnjax.lstm`: forget bias 1, orthogonal recurrent blocks)."""
+        `rnnjax.lstm`: forget bias 1, orthogonal recurrent blocks)."""
         check_key(key, "key")
         kc, kh, ka, kb, kl = jax.random.split(key, 5)
         U, H, glorot = self.annotation_size, self.hidden_size, glorot_uniform()
@@ -348,7 +348,7 @@ class AttentionDecoder:
 
     def step(self, params, carry, x, annotations, keys, mask=None):
         """One step for free-running decoding (``x (*B, I)`` = ``E y_{t-1}``):
-        ``(carry, (h_t (*B, H), alpha_t (*B, M)))``; ``keys`` from :meth:`keys`."""
+        ``(carry, (h_t (*B, H), alpha_t (*B, M)))``; ``keys`` from `keys`."""
         px, w_z = self._split_lstm(params)
         zx = self.cell.project(px, x)
         mask = None if mask is None else jnp.asarray(mask, bool)
@@ -360,7 +360,7 @@ class AttentionDecoder:
         """Runs the decoder over the given inputs (teacher forcing).
 
         Args:
-          params: from :meth:`init`.
+          params: from `init`.
           annotations: ``(*B, M, U)``.
           xs: ``(*B, T, I)``, the step inputs (``E y_{t-1}``).
           mask: optional boolean ``(*B, M)``: annotations to attend to.
@@ -460,7 +460,7 @@ def doubly_stochastic_penalty(
     sequence. Add its mean over the batch to the loss.
 
     Args:
-      alphas: ``(*B, T, M)``, from :meth:`AttentionDecoder.decode`.
+      alphas: ``(*B, T, M)``, from `AttentionDecoder.decode`.
       mask: optional boolean ``(*B, M)``: only unmasked annotations are penalised.
       seq_lengths: optional integer ``(*B,)``: steps past a length are left out of
         ``sum_t`` (``decode`` already zeroes them).

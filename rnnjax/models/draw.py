@@ -1,14 +1,14 @@
 """DRAW, the Deep Recurrent Attentive Writer (Gregor, Danihelka, Graves, Rezende &
 Wierstra 2015, "DRAW: A Recurrent Neural Network For Image Generation").
 
-Shapes (the package legend, :mod:`rnnjax`): ``B`` batch, ``T`` the number of steps
+Shapes (the package legend, `rnnjax`): ``B`` batch, ``T`` the number of steps
 (glimpses), ``Xh`` x ``Xw`` the image (height, width), ``J`` latent features,
 ``H_enc`` and ``H_dec`` the encoder's and decoder's output sizes, ``Nr`` the read grid,
 ``Nw`` the write grid. ``W(h)`` is a linear map ``h W + b`` and ``[a, b]``
 concatenation.
 
 For ``t = 1..T``, with the canvas ``c_0 = 0``, ``h^dec_0 = 0`` and zero cell
-carries (Sec. 2)::
+carries (Sec. 2):
 
     x^_t     = x - sigmoid(c_{t-1})                        (the error image)
     r_t      = read(x, x^_t, h^dec_{t-1})
@@ -26,7 +26,7 @@ Without attention (Sec. 3.1) ``read = [x, x^]`` flattened (``2 Xh Xw``) and
 
 With attention (Sec. 3.2-3.3), an ``Nr x Nr`` grid of Gaussian filters from
 ``(g~x, g~y, log sigma^2, log delta~, log gamma) = W(h^dec)``. The paper numbers
-pixels ``a = 1..Xw`` (``b = 1..Xh``), so ``g~ = 0`` is the image centre::
+pixels ``a = 1..Xw`` (``b = 1..Xh``), so ``g~ = 0`` is the image centre:
 
     gX = (Xw + 1)/2 (g~x + 1),   gY = (Xh + 1)/2 (g~y + 1)
     delta = (max(Xw, Xh) - 1) / (Nr - 1) * delta~         (Nr - 1 read as 1 if Nr = 1)
@@ -36,12 +36,12 @@ pixels ``a = 1..Xw`` (``b = 1..Xh``), so ``g~ = 0`` is the image centre::
     write = 1/gamma^ F^_Y^T w_t F^_X,  w_t = W(h^dec) reshaped to (Nw, Nw)
 
 where the write has its own ``(g~x^, g~y^, log sigma^2^, log delta~^, log gamma^) =
-W(h^dec)`` and ``Nw x Nw`` filters. :class:`Glimpse` holds one attention's parameters
+W(h^dec)`` and ``Nw x Nw`` filters. `Glimpse` holds one attention's parameters
 with the centre in array indices (``gX - 1``, ``gY - 1``, 0-based, as
 ``plt.imshow`` places pixels).
 
-Noise: :meth:`DRAW.elbo` draws ``eps = jax.random.normal(key, (*B, T, J))`` (or
-takes ``eps``); :meth:`DRAW.sample` draws ``z = jax.random.normal(key, (*B, T, J))``
+Noise: `DRAW.elbo` draws ``eps = jax.random.normal(key, (*B, T, J))`` (or
+takes ``eps``); `DRAW.sample` draws ``z = jax.random.normal(key, (*B, T, J))``
 (or takes ``z``) and runs the decoder alone.
 
 Parameters: a dict ``{"encoder", "decoder", "q", "read", "write", "write_attn"}``:
@@ -97,7 +97,7 @@ class Glimpse(NamedTuple):
 
 
 def glimpse(raw: Array, image_shape: tuple[int, int], n: int) -> Glimpse:
-    """The :class:`Glimpse` of ``raw (*B, 5) = (g~x, g~y, log sigma^2, log delta~,
+    """The `Glimpse` of ``raw (*B, 5) = (g~x, g~y, log sigma^2, log delta~,
     log gamma)`` for an ``n x n`` grid (``Nr`` or ``Nw``) on a ``(Xh, Xw)`` image."""
     height, width = image_shape
     gx_, gy_, log_var, log_delta, log_gamma = jnp.moveaxis(raw, -1, 0)
@@ -142,14 +142,16 @@ def apply_write(patch: Array, f_y: Array, f_x: Array, gamma: Array) -> Array:
 
 @dataclasses.dataclass(frozen=True)
 class DRAW:
-    """A DRAW network; build it with :func:`draw`.
+    """A DRAW network; build it with [`draw`][rnnjax.models.draw.draw].
 
     Attributes:
       image_shape: ``(Xh, Xw)``.
       steps: ``T``.
       latent_size: ``J``.
-      encoder, decoder: rnnjax cells (inputs of size ``R + H_dec`` and ``J``).
-      read_size, write_size: ``Nr`` and ``Nw`` (used with attention only).
+      encoder: rnnjax cells (inputs of size ``R + H_dec`` and ``J``).
+      decoder: as ``encoder``.
+      read_size: ``Nr`` and ``Nw`` (used with attention only).
+      write_size: as ``read_size``.
       attention: the Gaussian filterbank read and write, or the whole image.
     """
 
@@ -254,7 +256,7 @@ class DRAW:
         """The variational bound ``-(L^x + L^z)`` of each image and its terms.
 
         Args:
-          params: from :meth:`init`.
+          params: from `init`.
           x: ``(*B, Xh, Xw)`` images in ``[0, 1]`` (binary for an exact likelihood).
           key: the PRNG key of ``eps = jax.random.normal(key, (*B, T, J))``.
           eps: ``(*B, T, J)``, used instead of drawing from ``key``.
@@ -263,7 +265,7 @@ class DRAW:
           ``(bound (*B,), aux)`` with ``aux["kl"] (*B, T)`` (``L^z`` per step),
           ``aux["nll"] (*B,)`` (``L^x``), ``aux["canvases"] (*B, T, Xh, Xw)``
           (``sigmoid(c_t)``) and, with attention, ``aux["read"]`` and
-          ``aux["write"]``: :class:`Glimpse` with fields ``(*B, T)``.
+          ``aux["write"]``: `Glimpse` with fields ``(*B, T)``.
         """
         x = self._check_x(x)
         batch = x.shape[:-2]
@@ -374,11 +376,13 @@ def draw(
       steps: ``T``, the number of glimpses.
       hidden_size: ``H`` of the default LSTM encoder and decoder.
       latent_size: ``J``.
-      read_size, write_size: ``Nr`` and ``Nw``, the read and write grids.
+      read_size: ``Nr`` and ``Nw``, the read and write grids.
+      write_size: as ``read_size``.
       attention: the Gaussian filterbank read and write (``False``: read the whole
         image and its error, write a whole-image increment).
-      encoder, decoder: any rnnjax cells (default ``rnnjax.lstm(hidden_size)``);
+      encoder: any rnnjax cells (default ``rnnjax.lstm(hidden_size)``);
         their output sizes then win over ``hidden_size``.
+      decoder: as ``encoder``.
     """
     check_positive_int(hidden_size, "hidden_size")
     if isinstance(image_shape, list):

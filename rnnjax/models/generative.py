@@ -2,7 +2,7 @@
 al. 2015, "A Recurrent Latent Variable Model for Sequential Data") and STORN (Bayer
 & Osendorfer 2014, "Learning Stochastic Recurrent Networks").
 
-Shapes (the package legend, :mod:`rnnjax`): ``B`` batch, ``T`` time, ``X`` data
+Shapes (the package legend, `rnnjax`): ``B`` batch, ``T`` time, ``X`` data
 features, ``J`` latent features, ``F`` feature (MLP) width, ``H`` the cell's output
 (``h_t``) size.
 
@@ -10,7 +10,7 @@ Every MLP below is ``depth`` layers ``relu(u W + b)`` of width ``F``; a Gaussian
 head maps the MLP's output to ``mu = u W_mu + b_mu`` and
 ``sigma = softplus(u W_s + b_s) + min_std``. ``[a, b]`` is concatenation.
 
-VRNN, for ``t = 1..T`` with ``h_0 = 0`` (the cell's zero carry)::
+VRNN, for ``t = 1..T`` with ``h_0 = 0`` (the cell's zero carry):
 
     prior    p(z_t | h_{t-1})      = N(mu_0,t, sigma_0,t^2), MLP of h_{t-1}
     encoder  q(z_t | x_t, h_{t-1}) = N(mu_z,t, sigma_z,t^2), MLP of [phi_x(x_t),h_{t-1}]
@@ -18,7 +18,7 @@ VRNN, for ``t = 1..T`` with ``h_0 = 0`` (the cell's zero carry)::
     decoder  p(x_t | z_t, h_{t-1}), MLP of [phi_z(z_t), h_{t-1}]
     h_t      = f([phi_x(x_t), phi_z(z_t)], h_{t-1})           (an rnnjax cell)
 
-STORN (``prior="fixed"``, :func:`storn`) uses the same pieces with three changes::
+STORN (``prior="fixed"``, `storn`) uses the same pieces with three changes:
 
     prior    p(z_t) = N(0, I)                                 (no parameters)
     h_t      = f([phi_x(x_{t-1}), phi_z(z_t)], h_{t-1})       (x_0 = 0)
@@ -38,12 +38,12 @@ heads) and ``"bernoulli"`` (logits ``u W + b``; ``log p = x log s(l) + (1 - x)
 log s(-l)``, exact for ``x`` in {0, 1}).
 
 The ELBO per sequence is ``sum_{t < len} (log p(x_t | .) - KL(q(z_t) || p(z_t)))``
-with the Gaussian KL in closed form per step::
+with the Gaussian KL in closed form per step:
 
     KL = sum_j log(s_p / s_q) + (s_q^2 + (m_q - m_p)^2) / (2 s_p^2) - 1/2
 
-Noise: :meth:`GenerativeRNN.elbo` draws ``eps = jax.random.normal(key, (*B, T, J))``
-(or takes ``eps``); :meth:`GenerativeRNN.sample` splits ``key`` into ``(k_z, k_x)``
+Noise: `GenerativeRNN.elbo` draws ``eps = jax.random.normal(key, (*B, T, J))``
+(or takes ``eps``); `GenerativeRNN.sample` splits ``key`` into ``(k_z, k_x)``
 and draws ``jax.random.normal(k_z, (*B, T, J))`` and, for the output, either
 ``jax.random.normal(k_x, (*B, T, X))`` or ``jax.random.uniform(k_x, (*B, T, X))``
 (``x = u < sigmoid(l)``).
@@ -129,10 +129,11 @@ def _mlp_body(p, x):
 
 @dataclasses.dataclass(frozen=True)
 class GenerativeRNN:
-    """A VRNN or STORN; build it with :func:`vrnn` or :func:`storn`.
+    """A VRNN or STORN; build it with `vrnn` or `storn`.
 
     Attributes:
-      x_size, z_size: ``X``, ``J``.
+      x_size: ``X``, ``J``.
+      z_size: as ``x_size``.
       cell: the rnnjax cell of the recurrence (input size ``2F``).
       feature_size: ``F``, the width of every MLP.
       depth: relu layers per MLP.
@@ -239,7 +240,7 @@ class GenerativeRNN:
         """The ELBO of each sequence and its per-step terms.
 
         Args:
-          params: from :meth:`init`.
+          params: from `init`.
           xs: ``(*B, T, X)``.
           key: the PRNG key of the reparameterisation noise
             ``eps = jax.random.normal(key, (*B, T, J))``.
@@ -386,7 +387,7 @@ def vrnn(
       cell: ``"gru"`` (default), ``"lstm"``, or any rnnjax cell object (its
         ``hidden_size`` then wins over ``hidden_size``).
       output: ``"gaussian"`` (diagonal) or ``"bernoulli"`` (binary data).
-      prior: ``"learned"`` (VRNN) or ``"fixed"`` (STORN, see :func:`storn`).
+      prior: ``"learned"`` (VRNN) or ``"fixed"`` (STORN, see `storn`).
       min_std: floor added to every standard deviation.
     """
     check_positive_int(hidden_size, "hidden_size")

@@ -2,8 +2,8 @@
 clipping and skipping of non-finite steps, truncated BPTT, learning-rate schedules,
 data parallelism over every device (``jax.sharding``), checkpoints that are written
 whole or not at all, metrics files, and the experiment behind ``rnnjax train``:
-its tasks (:mod:`rnnjax.train.tasks`, one file each), the :class:`Trainer` that
-owns the jitted functions, the run folders (:mod:`rnnjax.train.runs`).
+its tasks (`rnnjax.train.tasks`, one file each), the `Trainer` that
+owns the jitted functions, the run folders ([`rnnjax.train.runs`][rnnjax.train.runs]).
 
 Import it explicitly (``import rnnjax.train``): ``import rnnjax`` does not load
 Optax. The checkpoint, metrics, experiment and task names load on first use, so

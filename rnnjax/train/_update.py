@@ -1,5 +1,5 @@
-"""The update shared by :func:`rnnjax.train.make_train_step` and
-:func:`rnnjax.train.make_tbptt_step`: optional global-norm clipping in front of
+"""The update shared by `rnnjax.train.make_train_step` and
+`rnnjax.train.make_tbptt_step`: optional global-norm clipping in front of
 the optimizer, a step skipped when its loss or gradient is not finite, and the
 ``loss_fn`` result read as ``(loss, count)``."""
 
@@ -42,7 +42,7 @@ def clipped(optimizer, clip_norm):
 
 
 def guarded_update(tx, chained, state, loss, grads):
-    """One guarded update of a :class:`~rnnjax.train.TrainState`: returns
+    """One guarded update of a [`TrainState`][rnnjax.train.TrainState]: returns
     ``(state, metrics)``; a non-finite loss or gradient leaves ``params`` and
     ``opt_state`` bit-for-bit unchanged. ``state.opt_state`` is the optimizer's
     own (the stateless clipping's empty state is added and dropped here)."""

@@ -3,7 +3,7 @@
 Each save is synchronous and numbered by the step, in two phases:
 
 1. Orbax writes the state (any pytree of arrays, e.g. a
-   :class:`~rnnjax.train.TrainState`) into a temporary directory and renames it to
+   [`TrainState`][rnnjax.train.TrainState]) into a temporary directory and renames it to
    ``<directory>/<step>`` (an atomic rename on a local filesystem).
 2. rnnjax records the size and SHA-256 of every file in it in
    ``rnnjax_manifest.json``, written to a temporary file, synced and renamed into
@@ -13,12 +13,12 @@ A step is *complete* when its manifest is there and every listed file matches it
 A run killed at any moment leaves at worst one step that is not complete (an
 Orbax temporary directory, which Orbax ignores and removes, or a step without a
 manifest); damage done later (a truncated or overwritten file) fails the check
-with an error that names the file. :meth:`Checkpoints.restore_latest` skips such
-steps with a :class:`CheckpointWarning` and takes the newest complete one; Orbax
+with an error that names the file. `Checkpoints.restore_latest` skips such
+steps with a `CheckpointWarning` and takes the newest complete one; Orbax
 keeps the last ``keep >= 2`` steps, so one always remains after an interrupted
 save.
 
-An ``on_save(phase, step)`` callback given to :class:`Checkpoints` is called
+An ``on_save(phase, step)`` callback given to `Checkpoints` is called
 between the two phases (``"before_commit"``) and after the second
 (``"after_commit"``); tests use it to kill a run at those moments.
 """
@@ -59,7 +59,7 @@ class Checkpoints:
       keep: how many of the newest steps Orbax keeps; at least 2, so that a save
         interrupted after Orbax removed an old step still leaves a complete one.
       read_only: open existing checkpoints without creating or removing anything.
-      on_save: called as ``on_save(phase, step)`` by :meth:`save`, with ``phase``
+      on_save: called as ``on_save(phase, step)`` by `save`, with ``phase``
         ``"before_commit"`` once Orbax's files are in place and before the
         manifest (the commit) is written, and ``"after_commit"`` after it.
     """
@@ -114,7 +114,7 @@ class Checkpoints:
         return self.path(step)
 
     def verify(self, step: int) -> None:
-        """Raises :class:`CheckpointError` naming the file unless ``step`` is
+        """Raises `CheckpointError` naming the file unless ``step`` is
         complete."""
         verify(self.path(step))
 
@@ -122,7 +122,7 @@ class Checkpoints:
         """The state saved as ``step``, laid out like ``target`` (a pytree with the
         saved structure whose arrays give the dtypes, shapes and shardings).
 
-        Raises :class:`CheckpointError` naming the file for an incomplete or
+        Raises `CheckpointError` naming the file for an incomplete or
         damaged step, and naming the step for a structure that does not match.
         """
         self.verify(step)
@@ -134,7 +134,7 @@ class Checkpoints:
     def restore_latest(self, target):
         """``(step, state)`` of the newest complete step, or ``None`` if there are
         no steps. Each newer step that fails is skipped with a
-        :class:`CheckpointWarning`; if every step fails, the newest error is
+        `CheckpointWarning`; if every step fails, the newest error is
         raised."""
         errors = []
         for step in reversed(self.steps()):
@@ -220,7 +220,7 @@ def _fsync_dir(path: pathlib.Path) -> None:
 
 
 def verify(step_dir) -> None:
-    """Raises :class:`CheckpointError` naming the file unless the step directory
+    """Raises `CheckpointError` naming the file unless the step directory
     ``step_dir`` is complete: it has a readable manifest and every file listed in
     it exists with the recorded size and SHA-256."""
     step_dir = pathlib.Path(step_dir)

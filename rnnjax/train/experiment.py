@@ -1,17 +1,17 @@
 """The experiment behind the ``rnnjax`` command: a config in, a trained run out.
 
-:func:`train_and_evaluate` is the testable core of ``rnnjax train`` (the shape of
+`train_and_evaluate` is the testable core of ``rnnjax train`` (the shape of
 the Flax examples): it checks the config and loads the data before touching the
 run directory, trains data-parallel over every local device, evaluates, saves
 checkpoints and metrics, and can resume a killed run. Its pieces live apart:
 
-- :mod:`rnnjax.train.tasks`: one object per task (``config.task``: ``char``,
+- `rnnjax.train.tasks`: one object per task (``config.task``: ``char``,
   ``adding``, ``temporal_order``, ``jsb``), its data, loss and metrics;
-- :mod:`rnnjax.train.schema`: the config checks;
-- :mod:`rnnjax.train.model`: the stack and its read-out;
-- :mod:`rnnjax.train.trainer`: the :class:`Trainer` owning the jitted functions,
+- [`rnnjax.train.schema`][rnnjax.train.schema]: the config checks;
+- [`rnnjax.train.model`][rnnjax.train.model]: the stack and its read-out;
+- `rnnjax.train.trainer`: the `Trainer` owning the jitted functions,
   and the loop (with the determinism rules of a run);
-- :mod:`rnnjax.train.runs`: the run directory and the rules of resuming.
+- [`rnnjax.train.runs`][rnnjax.train.runs]: the run directory and the rules of resuming.
 """
 
 from __future__ import annotations
@@ -64,13 +64,13 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Experiment:
-    """Everything :func:`build` derives from a config.
+    """Everything [`build`][rnnjax.train.experiment.build] derives from a config.
 
     Attributes:
       config: the checked config, data paths made absolute.
-      task: the task object (:class:`rnnjax.train.tasks.Task`) of ``config.task``.
+      task: the task object (`rnnjax.train.tasks.Task`) of ``config.task``.
       data: the task's data (``None`` when built without it, for sampling).
-      model: the :class:`Model`.
+      model: the [`Model`][rnnjax.train.experiment.Model].
       optimizer: the Optax optimizer (clipping is added by the train step).
       schedule: its learning-rate schedule.
       vocab: the characters of a model on text, else ``None``.
@@ -103,10 +103,10 @@ def build(config, *, with_data: bool = True, vocab=None) -> Experiment:
     device count, a model that cannot run (a dry run of the loss by shapes only).
 
     Args:
-      config: an ``ml_collections.ConfigDict`` (see :mod:`rnnjax.configs`).
+      config: an ``ml_collections.ConfigDict`` (see `rnnjax.configs`).
       with_data: load the data; without it (sampling) a model on text needs
         ``vocab``.
-      vocab: a :class:`rnnjax.data.CharVocab` to use instead of the data's own.
+      vocab: a `rnnjax.data.CharVocab` to use instead of the data's own.
     """
     check_config(config)
     config = schema.resolved(config)
@@ -146,8 +146,8 @@ def _dry_run(exp: Experiment) -> None:
 
 
 def init_state(exp: Experiment) -> step_lib.TrainState:
-    """The fresh :class:`~rnnjax.train.TrainState` of ``exp`` (parameters from the
-    seed); :meth:`Trainer.init_state`."""
+    """The fresh [`TrainState`][rnnjax.train.TrainState] of ``exp`` (parameters from the
+    seed); [`Trainer.init_state`][rnnjax.train.experiment.Trainer.init_state]."""
     return Trainer(exp).init_state()
 
 
@@ -158,7 +158,7 @@ def evaluate(exp: Experiment, params, split: str = "test", *, mesh=None) -> dict
     ``mse`` and ``solved`` (the fraction of sequences with an absolute error below
     0.04); ``jsb``: ``loss`` = ``nll`` (nats per time step);
     ``temporal_order``: ``loss`` (cross-entropy), ``accuracy`` and ``solved``.
-    With a ``mesh`` the batches are split over its devices. :meth:`Trainer.evaluate`.
+    With a ``mesh`` the batches are split over its devices. `Trainer.evaluate`.
     """
     return Trainer(exp, mesh).evaluate(params, split)
 
@@ -175,7 +175,7 @@ def generate(
 ) -> list[str]:
     """``num_samples`` texts: ``prompt`` followed by ``length`` characters drawn
     from a char model, each from ``softmax(logits / temperature)`` (``0``: the
-    most likely character); :meth:`Trainer.generate`."""
+    most likely character); `Trainer.generate`."""
     return Trainer(exp).generate(
         params,
         prompt,
@@ -189,7 +189,7 @@ def generate(
 def load_run(workdir, *, with_data: bool = True):
     """``(exp, state, step)``: a run's experiment, rebuilt from its saved config,
     and its newest complete checkpoint (damaged newer ones are skipped with a
-    :class:`rnnjax.train.checkpoint.CheckpointWarning`)."""
+    `rnnjax.train.checkpoint.CheckpointWarning`)."""
     workdir = pathlib.Path(workdir)
     config = saved_config(workdir)
     task = tasks.get(config.get("task"))
@@ -215,7 +215,7 @@ def train_and_evaluate(
     """Trains ``config`` in ``workdir``, evaluates, and returns the results.
 
     Args:
-      config: an ``ml_collections.ConfigDict`` of a task (see :mod:`rnnjax.configs`).
+      config: an ``ml_collections.ConfigDict`` of a task (see `rnnjax.configs`).
       workdir: the run directory; must be empty or absent unless ``resume``.
       resume: continue from the newest complete checkpoint in ``workdir`` (a
         damaged newest one is skipped with a warning); an empty ``workdir`` starts
@@ -223,7 +223,7 @@ def train_and_evaluate(
       progress: a tqdm progress bar (``None``: when stderr is a terminal); without
         it a line is printed every ``log_every`` steps.
       on_save: called as ``on_save(phase, step)`` in each checkpoint save (see
-        :class:`~rnnjax.train.Checkpoints`); tests use it to stop a run there.
+        `Checkpoints`); tests use it to stop a run there.
 
     Returns:
       ``{"step", "valid", "test"}`` (the last evaluations) and, for a char model,

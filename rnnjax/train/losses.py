@@ -94,7 +94,8 @@ def mse(preds, targets, mask=None):
     step, then over the scored steps.
 
     Args:
-      preds, targets: ``(B, T, Y)``.
+      preds: ``(B, T, Y)``.
+      targets: as ``preds``.
       mask: ``(B, T)``, scored steps.
 
     Returns:
@@ -114,7 +115,7 @@ def last_step_mse(preds, targets, mask=None):
       preds: ``(B, T, Y)`` per-step predictions.
       targets: ``(B, Y)``, one target per sequence.
       mask: ``(B, T)`` valid steps, a right-padded prefix (as from
-        :func:`lengths_mask`); the last valid step of a row is ``sum(mask) - 1``. A
+        `lengths_mask`); the last valid step of a row is ``sum(mask) - 1``. A
         row with no valid step is not scored. ``None``: every row ends at ``T - 1``.
 
     Returns:

@@ -1,7 +1,7 @@
-"""The model of ``rnnjax train``: an :func:`rnnjax.stack` of the configured cell
+"""The model of ``rnnjax train``: an `rnnjax.stack` of the configured cell
 between an input encoding and a linear read-out.
 
-``model.cell`` names a cell constructor (:data:`CELLS`), optionally with keyword
+``model.cell`` names a cell constructor (`CELLS`), optionally with keyword
 options in call syntax, e.g. ``"lstm(peephole=True, forget_bias=0.0)"`` (literal
 values only). Shapes: ``B`` batch, ``T`` time, ``I`` input features, ``H`` hidden,
 ``D`` directions, ``O`` outputs.
@@ -69,7 +69,7 @@ def cell_spec(spec) -> tuple[str, dict]:
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-    """An :func:`rnnjax.stack` between an input encoding and a linear read-out.
+    """An `rnnjax.stack` between an input encoding and a linear read-out.
 
     Params: ``{"rnn": stack params, "out": {"w": (D*H, O), "b": (O,)}}``. Inputs
     are ``(B, T, I)`` floats, or ``(B, T)`` int ids when ``one_hot`` (then ``I`` is
@@ -107,7 +107,7 @@ class Model:
 
 
 def make_model(model_config, input_size: int, output_size: int, one_hot: bool):
-    """The :class:`Model` of ``config.model`` (``cell``, ``hidden_size``,
+    """The `Model` of ``config.model`` (``cell``, ``hidden_size``,
     ``num_layers``, ``dropout``, ``impl``) for the task's sizes."""
     m = model_config
     name, options = cell_spec(m.cell)

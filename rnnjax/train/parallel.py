@@ -1,7 +1,7 @@
 """Data parallelism over every device with ``jax.sharding``: the batch is split
 along its leading axis, parameters and optimizer state are replicated.
 
-The steps of :mod:`rnnjax.train` need no change: ``jit`` follows the shardings of
+The steps of `rnnjax.train` need no change: ``jit`` follows the shardings of
 its inputs, so a step fed a sharded batch and a replicated state runs on every
 device, all-reduces the gradient, and returns the state replicated and the loss
 as the mean over the whole (global) batch, equal to one device's result up to
@@ -9,7 +9,7 @@ float32 rounding. The dropout key is the same on every device, and with JAX's
 partitionable threefry (the default) every example draws the same mask as on one
 device.
 
-One host, many devices (GPUs, TPU cores)::
+One host, many devices (GPUs, TPU cores):
 
     mesh = train.data_mesh()                       # all of jax.devices()
     state = train.replicate(train.init_state(params, optimizer), mesh)
@@ -32,9 +32,9 @@ carry stays sharded.
 Several hosts: call ``jax.distributed.initialize()`` first in every process, then
 build the mesh over all global devices (``data_mesh()`` does so) and run the same
 program everywhere. Each process passes its own slice of the global batch to
-:func:`shard_batch` (``B / num_processes`` examples, divisible by its local device
+`shard_batch` (``B / num_processes`` examples, divisible by its local device
 count), which assembles one global array with
-``jax.make_array_from_process_local_data``; :func:`replicate` expects the same
+``jax.make_array_from_process_local_data``; `replicate` expects the same
 values in every process (same seed), dropout keys may be passed as they are (the
 same key in every process), and metrics come back as global replicated arrays
 readable in every process.
@@ -59,7 +59,7 @@ __all__ = ["batch_sharding", "data_mesh", "replicate", "shard_batch"]
 def data_mesh(
     devices: Sequence[jax.Device] | None = None, *, axis_name: str = "data"
 ) -> Mesh:
-    """A 1-D :class:`jax.sharding.Mesh` named ``axis_name`` over ``devices``.
+    """A 1-D `jax.sharding.Mesh` named ``axis_name`` over ``devices``.
 
     Args:
       devices: the devices to split the batch over; ``None`` for
@@ -95,10 +95,10 @@ def shard_batch(batch, mesh: Mesh):
       batch: a pytree of arrays (NumPy or JAX), each ``(B, ...)``. With one
         process ``B`` is the global batch; with several, this process's slice of
         it.
-      mesh: from :func:`data_mesh`.
+      mesh: from [`data_mesh`][rnnjax.train.parallel.data_mesh].
 
     Returns:
-      The same pytree of ``jax.Array``s with :func:`batch_sharding` (global
+      The same pytree of ``jax.Array``s with `batch_sharding` (global
       ``(B * num_processes, ...)`` arrays when ``jax.process_count() > 1``).
 
     Raises:
@@ -126,7 +126,7 @@ def shard_batch(batch, mesh: Mesh):
 
 
 def replicate(tree, mesh: Mesh):
-    """Places every leaf of ``tree`` (a :class:`~rnnjax.train.TrainState`, params,
+    """Places every leaf of ``tree`` (a [`TrainState`][rnnjax.train.TrainState], params,
     a key, ...) whole on every device of ``mesh``: ``NamedSharding(mesh, P())``.
     With several processes the leaves must hold the same values in each."""
     check_mesh(mesh)

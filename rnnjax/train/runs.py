@@ -5,12 +5,12 @@ A run directory holds:
 - ``config.json``: the resolved config (data paths made absolute);
 - ``vocab.json``: the characters of a model on text, in id order;
 - ``checkpoints/<step>/``: Orbax checkpoints of the
-  :class:`~rnnjax.train.TrainState` (:mod:`rnnjax.train.checkpoint`);
+  `TrainState` (`rnnjax.train.checkpoint`);
 - ``metrics.jsonl``, ``tensorboard/``, ``curves.png``
-  (:mod:`rnnjax.train.metrics`).
+  ([`rnnjax.train.metrics`][rnnjax.train.metrics]).
 
 A directory in use is refused unless resuming, and a resumed run must have the
-config it was trained with except for :data:`LOOP_KEYS`, and the same vocabulary.
+config it was trained with except for `LOOP_KEYS`, and the same vocabulary.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 def check_resumable(workdir, config, vocab: data.CharVocab | None) -> None:
     """Raises ``ValueError`` naming the keys unless ``config`` equals the one
-    ``workdir`` was trained with (but for :data:`LOOP_KEYS`), and naming the file
+    ``workdir`` was trained with (but for `LOOP_KEYS`), and naming the file
     unless ``vocab`` (when not ``None``) equals the run's."""
     workdir = pathlib.Path(workdir)
     saved = _flat(saved_config(workdir).to_dict())

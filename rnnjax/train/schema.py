@@ -2,7 +2,7 @@
 
 A config is an ``ml_collections.ConfigDict`` whose keys and value types are
 exactly those of its task's default config (``task.get_config()``, see
-:mod:`rnnjax.configs` and :mod:`rnnjax.train.tasks`); :func:`check_config`
+`rnnjax.configs` and `rnnjax.train.tasks`); `check_config`
 checks the shared values here and the task's own with ``task.check``.
 """
 
@@ -22,7 +22,7 @@ __all__ = ["OPTIMIZERS", "SCHEDULES", "check_config", "resolved"]
 
 #: ``optimizer.name``: the Optax optimizers a config may name.
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
-#: ``optimizer.schedule``: see :func:`rnnjax.train.schedule`.
+#: ``optimizer.schedule``: see [`rnnjax.train.schedule`][rnnjax.train.schedule].
 SCHEDULES = ("constant", "linear", "cosine")
 
 

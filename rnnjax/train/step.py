@@ -3,11 +3,11 @@
 Contracts (all functions pure, all arrays JAX arrays):
 
 - ``apply_fn(params, batch, key) -> outputs``: the model on a batch (any pytree);
-  ``key`` is a PRNG key for dropout (``None`` in :func:`make_eval_step`).
+  ``key`` is a PRNG key for dropout (``None`` in `make_eval_step`).
 - ``loss_fn(outputs, batch) -> loss`` or ``-> (loss, count)`` (the losses of
-  :mod:`rnnjax.train.losses` return the pair); ``loss`` is a scalar.
+  [`rnnjax.train.losses`][rnnjax.train.losses] return the pair); ``loss`` is a scalar.
 
-Learning-rate schedules are passed to the optimizer itself, as Optax does::
+Learning-rate schedules are passed to the optimizer itself, as Optax does:
 
     optimizer = optax.adam(rnnjax.train.schedule("cosine", 1e-3, 10_000, 500))
 
@@ -58,7 +58,7 @@ class TrainState(NamedTuple):
 
 
 def init_state(params, optimizer: optax.GradientTransformation) -> TrainState:
-    """A fresh :class:`TrainState` for ``params`` and ``optimizer``."""
+    """A fresh `TrainState` for ``params`` and ``optimizer``."""
     zero = jnp.zeros((), jnp.int32)
     return TrainState(zero, params, optimizer.init(params), zero)
 
@@ -77,7 +77,7 @@ def sharded_objective(apply_fn, loss_fn, mesh: Mesh):
     slice by slice on ``mesh``'s devices by ``jax.shard_map``.
 
     Parameters and key are replicated, every batch leaf split along its leading
-    axis over all of the mesh's axes (as :func:`~rnnjax.train.shard_batch` places
+    axis over all of the mesh's axes (as `shard_batch` places
     it). Each device runs the model on its slice; the results combine as one
     device's would: with a ``count`` from ``loss_fn``, ``sum(loss_d * count_d) /
     sum(count_d)`` (the mean over every counted element); without one, the mean of
@@ -96,7 +96,7 @@ def sharded_objective(apply_fn, loss_fn, mesh: Mesh):
 
 
 def _sharded_grad(apply_fn, loss_fn, mesh):
-    """``value_and_grad`` of :func:`sharded_objective` (``has_aux`` form)."""
+    """``value_and_grad`` of `sharded_objective` (``has_aux`` form)."""
     weighted = _weighted_objective(apply_fn, loss_fn, mesh)
 
     def local(params, batch, key):
@@ -155,14 +155,15 @@ def make_train_step(
     kept unchanged and ``state.skipped`` counts it.
 
     Args:
-      apply_fn, loss_fn: see the module docstring.
+      apply_fn: see the module docstring.
+      loss_fn: as ``apply_fn``.
       optimizer: an ``optax.GradientTransformation``; initialise the state with
-        :func:`init_state` on the same optimizer.
+        [`init_state`][rnnjax.train.step.init_state] on the same optimizer.
       clip_norm: global-norm bound on the gradient, or ``None``.
       mesh: split the batch over this mesh's devices by hand (``jax.shard_map``;
-        see :func:`sharded_objective`); ``None``: the step follows the shardings
+        see `sharded_objective`); ``None``: the step follows the shardings
         of its inputs (``jit``'s automatic partitioning, see
-        :mod:`rnnjax.train.parallel`).
+        [`rnnjax.train.parallel`][rnnjax.train.parallel]).
 
     Returns:
       The step. ``metrics`` holds ``loss``, ``grad_norm`` (before clipping),
@@ -186,7 +187,7 @@ def make_train_step(
 def make_eval_step(apply_fn, loss_fn, *, mesh: Mesh | None = None):
     """Builds a jitted ``(params, batch) -> metrics`` with ``loss`` and ``count``;
     ``apply_fn`` is called with ``key=None`` (no dropout). ``mesh``: as in
-    :func:`make_train_step`."""
+    [`make_train_step`][rnnjax.train.step.make_train_step]."""
     objective = _objective(apply_fn, loss_fn)
     if mesh is not None:
         objective = sharded_objective(apply_fn, loss_fn, mesh)

@@ -11,7 +11,7 @@ Carry contract:
   ``xs`` is the chunk of the batch (the same pytree as the batch, every leaf cut to
   ``chunk_size`` steps along ``time_axis``); ``carry`` is the recurrent state at
   the chunk's first step, and the returned carry the state after its last step
-  (for :class:`rnnjax.Stack`, ``model.apply(params, inputs, carry=carry)`` returns
+  (for `rnnjax.Stack`, ``model.apply(params, inputs, carry=carry)`` returns
   exactly that).
 - ``loss_fn(outputs, xs) -> loss`` or ``(loss, count)``, on the same chunk.
 - The first carry is the caller's (``model.initial_carry((B,))`` for a fresh
@@ -71,14 +71,15 @@ def make_tbptt_step(
     """Builds a jitted ``(state, batch, carry, key) -> (state, carry, metrics)``.
 
     Args:
-      apply_fn, loss_fn: see the module docstring (the carry contract).
+      apply_fn: see the module docstring (the carry contract).
+      loss_fn: as ``apply_fn``.
       optimizer: an ``optax.GradientTransformation``; the state comes from
-        :func:`rnnjax.train.init_state`.
+        [`rnnjax.train.init_state`][rnnjax.train.init_state].
       chunk_size: ``C``, the truncation length; the batch's ``T`` must be a multiple.
       clip_norm: global-norm gradient clipping per chunk, ``None`` for none.
       time_axis: the time axis of every batch leaf (1 for ``(B, T, ...)``).
 
-    Each chunk is one step of :func:`rnnjax.train.make_train_step`: clipped, and
+    Each chunk is one step of `rnnjax.train.make_train_step`: clipped, and
     skipped when its loss or gradient is not finite (a skipped chunk also leaves the
     carry as it was before the chunk). ``metrics`` holds one entry per chunk:
     ``loss``, ``grad_norm``, ``skipped`` and ``count``, each of shape ``(T // C,)``.

@@ -1,9 +1,9 @@
-"""The trainer: runs an :class:`~rnnjax.train.experiment.Experiment` and owns its
+"""The trainer: runs an [`Experiment`][rnnjax.train.experiment.Experiment] and owns its
 jitted functions (parameter init, train step, evaluation sums, text generation,
 the learning-rate schedule), each compiled once per trainer.
 
 Determinism: the batch of step ``s`` is drawn from ``np.random.default_rng((seed,
-0, s))`` (:func:`rnnjax.train.tasks.base.rng`) and its dropout key is
+0, s))`` (`rnnjax.train.tasks.base.rng`) and its dropout key is
 ``fold_in(fold_in(key(seed), 1), s)``; the parameters come from
 ``fold_in(key(seed), 0)``. So a run resumed from a checkpoint sees exactly the
 data and keys of an uninterrupted one, and on the CPU ends with the same
@@ -63,9 +63,9 @@ class Trainer:
     """Trains and evaluates ``exp`` on ``mesh`` (``None``: one device).
 
     With a ``mesh`` of several devices the batches are split over them (pass
-    states and batches placed by :func:`rnnjax.train.replicate` and
-    :func:`rnnjax.train.shard_batch`); on several CPU devices the steps split them
-    by ``shard_map`` (:func:`shard_map_mesh`).
+    states and batches placed by [`rnnjax.train.replicate`][rnnjax.train.replicate] and
+    `rnnjax.train.shard_batch`); on several CPU devices the steps split them
+    by ``shard_map`` ([`shard_map_mesh`][rnnjax.train.trainer.shard_map_mesh]).
     """
 
     def __init__(self, exp, mesh=None):
@@ -88,7 +88,7 @@ class Trainer:
         )
 
     def init_state(self) -> step_lib.TrainState:
-        """The fresh :class:`~rnnjax.train.TrainState` (parameters from the seed)."""
+        """The fresh `TrainState` (parameters from the seed)."""
         key = jax.random.fold_in(jax.random.key(self.exp.config.seed), 0)
         return self._init(key)
 
@@ -169,9 +169,9 @@ class Trainer:
 
     def fit(self, state, start: int, ckpts, writer, progress: bool | None = None):
         """Steps ``start .. config.steps - 1`` from ``state``, writing metrics to
-        ``writer`` (:class:`~rnnjax.train.MetricsWriter`), evaluating on
+        ``writer`` (`MetricsWriter`), evaluating on
         ``valid`` every ``eval_every`` steps and saving to ``ckpts``
-        (:class:`~rnnjax.train.Checkpoints`) every ``checkpoint_every`` steps and
+        (`Checkpoints`) every ``checkpoint_every`` steps and
         at the end. ``progress``: a tqdm bar (``None``: when stderr is a
         terminal), else a line every ``log_every`` steps.
 

@@ -1,17 +1,17 @@
 """The tasks of ``rnnjax train``, one file each, found by ``config.task``.
 
-:data:`TASKS` maps a ``config.task`` to its task object, which follows the
-:class:`Task` protocol (:mod:`rnnjax.train.tasks.base`). A new task is one new
-file with one class, registered with :func:`register`::
+`TASKS` maps a ``config.task`` to its task object, which follows the
+`Task` protocol (`rnnjax.train.tasks.base`). A new task is one new
+file with one class, registered with [`register`][rnnjax.train.tasks.register]:
 
     from rnnjax.train import tasks
 
     tasks.register(MyTask())   # config.task == MyTask.name now trains it
 
-Built in: ``char`` (:mod:`~rnnjax.train.tasks.char`), ``adding``
-(:mod:`~rnnjax.train.tasks.adding`), ``temporal_order``
-(:mod:`~rnnjax.train.tasks.temporal_order`) and ``jsb``
-(:mod:`~rnnjax.train.tasks.jsb`).
+Built in: ``char`` ([`char`][rnnjax.train.tasks.char]), ``adding``
+([`adding`][rnnjax.train.tasks.adding]), ``temporal_order``
+([`temporal_order`][rnnjax.train.tasks.temporal_order]) and ``jsb``
+([`jsb`][rnnjax.train.tasks.jsb]).
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ TASKS: dict[str, Task] = {}
 
 
 def register(task: Task) -> Task:
-    """Adds ``task`` to :data:`TASKS` under ``task.name`` and returns it.
+    """Adds ``task`` to `TASKS` under ``task.name`` and returns it.
 
-    Raises ``TypeError`` for an object that lacks a member of :class:`Task`, and
+    Raises ``TypeError`` for an object that lacks a member of `Task`, and
     ``ValueError`` for a name already taken by another task.
     """
     if not isinstance(task, Task):

@@ -2,7 +2,7 @@
 
 ``valid`` and ``test`` are fixed batches drawn from the seed. Metrics: ``loss`` =
 ``mse`` and ``solved``, the fraction of sequences with an absolute error below
-:data:`rnnjax.data.ADDING_TOLERANCE` (0.04).
+[`rnnjax.data.ADDING_TOLERANCE`][rnnjax.data.ADDING_TOLERANCE] (0.04).
 """
 
 from __future__ import annotations

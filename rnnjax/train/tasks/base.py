@@ -1,7 +1,7 @@
-"""What a task is: the :class:`Task` protocol, the :class:`TaskData` it loads, and
+"""What a task is: the `Task` protocol, the `TaskData` it loads, and
 the helpers the built-in tasks share.
 
-A task is one object (see :mod:`rnnjax.train.tasks`) that tells the experiment
+A task is one object (see `rnnjax.train.tasks`) that tells the experiment
 everything that differs from one task to another: its config schema and checks,
 its data, the model's input and output sizes, the loss, the evaluation sums and
 the metrics made from them. Shapes: ``B`` batch, ``T`` time, ``I`` input
@@ -33,7 +33,7 @@ __all__ = [
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class TaskData:
-    """A task's data: host-side NumPy batches (:class:`rnnjax.data.Batch`).
+    """A task's data: host-side NumPy batches (`rnnjax.data.Batch`).
 
     Attributes:
       train_batch: ``step -> Batch``, a function of ``(seed, step)`` only.
@@ -58,7 +58,7 @@ class Task(Protocol):
       name: the value of ``config.task``.
       paths: the keys of ``config.data`` that hold file paths (made absolute in
         the run's saved config).
-      vocabulary: whether the inputs are ids of a :class:`rnnjax.data.CharVocab`,
+      vocabulary: whether the inputs are ids of a `rnnjax.data.CharVocab`,
         saved with the run (``vocab.json``) and needed to rebuild it.
     """
 
@@ -86,7 +86,7 @@ class Task(Protocol):
         ...
 
     def seq_lengths(self, batch):
-        """``(B,)`` lengths for :meth:`rnnjax.Stack.apply`, or ``None`` (full)."""
+        """``(B,)`` lengths for `rnnjax.Stack.apply`, or ``None`` (full)."""
         ...
 
     def loss(self, outputs, batch):
@@ -94,13 +94,13 @@ class Task(Protocol):
         ...
 
     def eval_sums(self, outputs, batch) -> dict:
-        """Integer sums over the batch that :meth:`summary` needs besides the
+        """Integer sums over the batch that `summary` needs besides the
         loss and the count (``{}`` for none); summed over every batch."""
         ...
 
     def summary(self, loss: float, totals: dict) -> dict:
         """The metrics of an evaluation, from the mean ``loss`` and the summed
-        ``totals`` (``"loss"``, ``"count"`` and :meth:`eval_sums`'s)."""
+        ``totals`` (``"loss"``, ``"count"`` and `eval_sums`'s)."""
         ...
 
 

@@ -1,6 +1,6 @@
 """``char``: next-character prediction on a UTF-8 text.
 
-The built-in corpus (:func:`rnnjax.data.default_corpus`) by default, else
+The built-in corpus (`rnnjax.data.default_corpus`) by default, else
 ``data.text_path``; inputs are one-hot character ids. The text is cut in three:
 training, then ``data.valid_fraction`` of it (``valid``, evaluated during
 training), then the last ``data.test_fraction`` (``test``, evaluated at the end and

@@ -4,7 +4,7 @@ Training windows of at most ``seq_len`` steps drawn from the ``train`` chorales,
 whole chorales in evaluation. Metrics: ``loss`` = ``nll``, the Bernoulli negative
 log-likelihood per time step (nats). ``data.path`` names a JSON file of the
 splits; empty (the default) reads the copy rnnjax ships
-(:data:`rnnjax.data.music.JSB_PATH`).
+(`rnnjax.data.music.JSB_PATH`).
 """
 
 from __future__ import annotations

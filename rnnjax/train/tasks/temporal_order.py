@@ -5,7 +5,7 @@ at the last step.
 ``valid`` and ``test`` are fixed batches drawn from the seed. Metrics: ``loss``
 (cross-entropy), ``accuracy`` (argmax) and ``solved``, the paper's criterion: the
 fraction of sequences whose every output (the softmax probabilities against the
-one-hot target) is within :data:`rnnjax.data.TEMPORAL_ORDER_TOLERANCE` (0.3) of
+one-hot target) is within `rnnjax.data.TEMPORAL_ORDER_TOLERANCE` (0.3) of
 its target.
 """
 
