@@ -34,3 +34,8 @@ def rel_err(a, b):
 def assert_close(a, b, what, tol=1e-5):
     err = rel_err(a, b)
     assert err < tol, f"{what}: relative error {err:.3g}"
+
+
+# The environment of subprocess tests that run tiny programs: XLA's optimisation
+# passes cost them more compile time than they save in run time.
+FAST_COMPILE = {"JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}

@@ -15,6 +15,7 @@ import pytest
 
 from rnnjax import cli, configs
 from rnnjax.train import checkpoint, experiment, metrics, schema
+from tests.conftest import FAST_COMPILE
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PAUSE_WORKER = ROOT / "tests" / "_pause_worker.py"
@@ -126,7 +127,12 @@ def test_train_splits_the_batch_over_cpu_devices(tmp_path, text_file):
             cwd=ROOT,
             timeout=300,
             check=False,
-            env={**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"},
+            env={
+                **os.environ,
+                "PYTHONPATH": str(ROOT),
+                "JAX_PLATFORMS": "cpu",
+                **FAST_COMPILE,
+            },
         )
         assert done.returncode == 0, done.stderr[-3000:]
         split = "batch split over 2 CPU devices (shard_map)" in done.stdout
@@ -188,6 +194,7 @@ def start(workdir, text_file, cache, *extra, pause=None):
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "JAX_PLATFORMS": "cpu",
+        **FAST_COMPILE,
         # Shares compiled steps between the runs (the test's time is compiling).
         "JAX_COMPILATION_CACHE_DIR": str(cache),
         "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",

@@ -3,6 +3,9 @@ them, and its table's columns line up."""
 
 import argparse
 
+import jax
+import jax.numpy as jnp
+
 import rnnjax
 from rnnjax import demo
 
@@ -22,16 +25,26 @@ def test_demo_tours_every_cell_and_model():
         assert model in text, f"the demo leaves out rnnjax.models.{model}"
 
 
-def test_the_models_run(capsys):
-    rows = list(demo.model_rows(TINY))
-    assert [r[0].split()[0] for r in rows] == [
-        "grid_lstm_1d(depth",
+def test_the_models_trace_forward_and_backward():
+    """Every model row of the demo runs (traced by shapes, forward and gradient;
+    the models' own tests check their values)."""
+    models = [demo._grid_1d(TINY), *demo.demo_models(TINY)]
+    assert [m[0].split()[0].split("(")[0] for m in models] == [
+        "grid_lstm_1d",
         "attention_decoder",
         "vrnn",
         "storn",
         "draw",
     ]
-    assert all(r[5] > 0 and r[6] > 0 for r in rows)
+    for name, params, run, inputs in models:
+        out = jax.eval_shape(run, params, inputs)
+        assert jax.tree.leaves(out), name
+
+        def loss(p, x, run=run):
+            return sum(jnp.sum(leaf) for leaf in jax.tree.leaves(run(p, x)))
+
+        grads = jax.eval_shape(jax.grad(loss), params, inputs)
+        assert jax.tree.structure(grads) == jax.tree.structure(params), name
 
 
 def test_table_columns_line_up(capsys):

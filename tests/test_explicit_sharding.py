@@ -8,6 +8,8 @@ import pathlib
 import subprocess
 import sys
 
+from tests.conftest import FAST_COMPILE
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
@@ -16,6 +18,7 @@ def test_explicitly_sharded_batch_matches_unsharded():
         **os.environ,
         "JAX_PLATFORMS": "cpu",
         "XLA_FLAGS": "--xla_force_host_platform_device_count=4",
+        **FAST_COMPILE,
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     done = subprocess.run(

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+from tests.conftest import FAST_COMPILE
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 BLOCKS = [
@@ -68,7 +70,12 @@ def test_readme_command_lines_run_in_order(tmp_path):
     commands = _commands()
     assert [c[:2] for c in commands][:1] == [["rnnjax", "train"]]
     runs = [_tiny(argv, 4 if "--resume" in argv else 2)[1:] for argv in commands]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JAX_PLATFORMS": "cpu"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "JAX_PLATFORMS": "cpu",
+        **FAST_COMPILE,
+    }
     result = subprocess.run(  # one process: JAX starts once
         [sys.executable, "-c", _IN_ORDER, json.dumps(runs)],
         cwd=tmp_path,

@@ -13,6 +13,7 @@ import pytest
 from rnnjax import configs
 from rnnjax.train import checkpoint, experiment
 from rnnjax.train import metrics as metrics_lib
+from tests.conftest import FAST_COMPILE
 from tests.train._configs import ROOT, TINY, tiny
 
 
@@ -98,6 +99,7 @@ def test_adding_on_two_devices(tmp_path):
         **os.environ,
         "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
         "JAX_PLATFORMS": "cpu",
+        **FAST_COMPILE,
         "PYTHONPATH": str(ROOT),
     }
     out = subprocess.run(

@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from rnnjax import train
-from tests.conftest import assert_close
+from tests.conftest import FAST_COMPILE, assert_close
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKER = "tests.train._parallel_worker"
@@ -29,6 +29,7 @@ def worker(*args):
     env = {
         **os.environ,
         "JAX_PLATFORMS": "cpu",
+        **FAST_COMPILE,
         "XLA_FLAGS": "--xla_force_host_platform_device_count="
         + ("4" if args[0] == "single" else "2"),
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
