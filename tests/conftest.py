@@ -1,6 +1,17 @@
-"""Test configuration: strict JAX promotion rules catch silent broadcasting bugs."""
+"""Test configuration: strict JAX promotion rules catch silent broadcasting bugs,
+and one compilation cache per test run.
+
+The cache: many tests compile the same programs (a reference ``lax.scan`` for
+every parameter of a comparison, each from a new function object, so ``jit``'s
+own cache misses). JAX's persistent cache is keyed by the program, so the second
+compilation is a read. It is a fresh directory for each run of the suite (shared
+by the xdist workers and the subprocesses the tests start), removed at the end:
+a run never reuses an earlier run's compilations.
+"""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -9,6 +20,25 @@ import numpy as np
 import pytest
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+_CACHE_ENV = {
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
+
+
+def pytest_configure(config):
+    """The controller makes the run's cache directory (workers inherit it through
+    the environment) and removes it when the run ends."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        cache = tempfile.mkdtemp(prefix="rnnjax-test-jax-cache-")
+        os.environ.update({"JAX_COMPILATION_CACHE_DIR": cache, **_CACHE_ENV})
+        config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
+    jax.config.update(
+        "jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"]
+    )
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 @pytest.fixture
