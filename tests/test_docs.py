@@ -130,3 +130,24 @@ def test_every_internal_link_lands_on_an_anchor(site):
             ):
                 dead.append(f"{page.relative_to(site)} -> {href}")
     assert not dead, f"links to missing pages or anchors: {dead[:20]}"
+
+
+def test_the_site_shows_executed_notebooks():
+    """docs/notebooks/ holds executed copies of notebooks/ (by
+    scripts/render_notebooks.py), with the same cells after its note, so the
+    site shows outputs and plots."""
+    nbformat = pytest.importorskip("nbformat")
+    sources = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    assert sources
+    for src in sources:
+        copy = ROOT / "docs" / "notebooks" / src.name
+        rerun = "run python scripts/render_notebooks.py"
+        assert copy.is_file() and not copy.is_symlink(), f"{copy}: missing; {rerun}"
+        want = [c.source for c in nbformat.read(src, as_version=4).cells]
+        cells = nbformat.read(copy, as_version=4).cells
+        assert "QUICK mode" in cells[0].source
+        assert [c.source for c in cells[1:]] == want, f"{copy}: stale; {rerun}"
+        code = [c for c in cells if c.cell_type == "code"]
+        shown = [c for c in code if c.outputs]
+        assert code[0].outputs and len(shown) >= len(code) // 2, copy
+        assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
