@@ -36,8 +36,8 @@ Flax's own ``nn.LSTMCell``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -213,8 +213,9 @@ class RNN(nn.Module):
 
 class FactoryCell(Cell):
     """A `Cell` whose rnnjax cell is built from ``features`` and
-    ``options`` by `make_cell`; the base of `LSTMCell` and the other
-    shorthands. A subclass overrides `make_cell` (and may add fields).
+    ``options`` by `make_cell` (its ``factory`` by default); the base of
+    `LSTMCell` and the other shorthands. A subclass sets ``factory`` or overrides
+    `make_cell` (and may add fields).
 
     Attributes:
       features: ``H``, the hidden size.
@@ -232,65 +233,57 @@ class FactoryCell(Cell):
         self.cell = self.make_cell()
         super().__post_init__()
 
+    #: The rnnjax factory a shorthand calls (``rnnjax.lstm``, ...).
+    factory: ClassVar[Callable | None] = None
+
     @nn.nowrap
     def make_cell(self):
-        """The rnnjax cell of ``features`` and ``options``."""
-        raise NotImplementedError(
-            f"{type(self).__name__}: a FactoryCell subclass defines make_cell"
-        )
+        """``factory(features, **options)``; override it for another build."""
+        if self.factory is None:
+            raise TypeError(
+                f"{type(self).__name__}: a FactoryCell subclass sets `factory` or "
+                f"overrides `make_cell`"
+            )
+        return self.factory(self.features, **self.options)
 
 
 class LSTMCell(FactoryCell):
     """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.lstm(features, **options)``."""
 
-    @nn.nowrap
-    def make_cell(self):
-        return lstm(self.features, **self.options)
+    factory = staticmethod(lstm)
 
 
 class GRUCell(FactoryCell):
     """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.gru(features, **options)``."""
 
-    @nn.nowrap
-    def make_cell(self):
-        return gru(self.features, **self.options)
+    factory = staticmethod(gru)
 
 
 class SimpleCell(FactoryCell):
     """`Cell` of ``rnnjax.simple_rnn(features, **options)``."""
 
-    @nn.nowrap
-    def make_cell(self):
-        return simple_rnn(self.features, **self.options)
+    factory = staticmethod(simple_rnn)
 
 
 class MGUCell(FactoryCell):
     """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mgu(features, **options)``."""
 
-    @nn.nowrap
-    def make_cell(self):
-        return mgu(self.features, **self.options)
+    factory = staticmethod(mgu)
 
 
 class MUT1Cell(FactoryCell):
     """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mut1(features, **options)``."""
 
-    @nn.nowrap
-    def make_cell(self):
-        return mut1(self.features, **self.options)
+    factory = staticmethod(mut1)
 
 
 class MUT2Cell(FactoryCell):
     """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mut2(features, **options)``."""
 
-    @nn.nowrap
-    def make_cell(self):
-        return mut2(self.features, **self.options)
+    factory = staticmethod(mut2)
 
 
 class MUT3Cell(FactoryCell):
     """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mut3(features, **options)``."""
 
-    @nn.nowrap
-    def make_cell(self):
-        return mut3(self.features, **self.options)
+    factory = staticmethod(mut3)

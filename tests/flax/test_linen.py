@@ -353,3 +353,11 @@ def test_linen_model_learns_the_adding_problem():
     loss = lambda p, x, y: jnp.mean((model.apply({"params": p}, x) - y) ** 2)
     _, final, trivial = train_adding(loss, params, optax.adam(1e-2))
     assert final < 0.05 * trivial, (final, trivial)  # reached about 0.006 * trivial
+
+
+def test_a_factory_cell_without_a_factory_is_named():
+    class Bare(rnn.FactoryCell):
+        pass
+
+    with pytest.raises(TypeError, match="Bare: a FactoryCell subclass sets"):
+        Bare(4)
