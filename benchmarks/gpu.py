@@ -32,7 +32,7 @@ whole script on a CPU (Pallas' interpreter, tiny shapes)::
    directly; PyTorch ``nn.LSTM`` / ``nn.GRU`` (cuDNN). Groups in priority order, so
    that the budget cuts the least informative.
 3. The verdict (`verdict`): whether ``"cuda"`` joins
-   ``rnnjax.kernels.AUTO_PALLAS_BACKENDS`` and whether ``auto`` should pick
+   ``rnnjax.kernels.AUTO_PALLAS_PLATFORMS`` and whether ``auto`` should pick
    ``cudnn`` for the plain float32 LSTM, by the rule written there.
 
 Prints markdown tables (``x fused``: the contender's time over rnnjax fused's);
@@ -583,7 +583,7 @@ def verdict(data) -> dict:
     lines = [
         f"- pallas checks {'passed' if checked('pallas') else 'did not pass'}; "
         f"fwd+bwd against fused: {pallas_why}. "
-        f'AUTO_PALLAS_BACKENDS: {"add" if pallas_in else "leave out"} "cuda".',
+        f'AUTO_PALLAS_PLATFORMS: {"add" if pallas_in else "leave out"} "cuda".',
         f"- cudnn checks {'passed' if checked('cudnn') else 'did not pass or none ran'}"
         f"; fwd+bwd against {' and '.join(against)}: {cudnn_why}. auto for the "
         f"plain float32 LSTM on CUDA: {'cudnn' if cudnn_in else 'unchanged'}.",

@@ -212,14 +212,14 @@ def test_auto_never_picks_pallas_on_cpu():
 
 
 def test_auto_does_not_pick_pallas_before_hardware_checks():
-    assert not kernels.AUTO_PALLAS_BACKENDS
+    assert not kernels.AUTO_PALLAS_PLATFORMS
 
 
-def test_auto_picks_pallas_on_verified_backends(monkeypatch):
-    monkeypatch.setattr(kernels, "AUTO_PALLAS_BACKENDS", frozenset({"cpu"}))
+def test_auto_picks_pallas_on_verified_platforms(monkeypatch):
+    monkeypatch.setattr(kernels, "AUTO_PALLAS_PLATFORMS", frozenset({"tpu", "cuda"}))
     chosen = kernels.select(rnnjax.lstm(4), "auto")
-    assert chosen.func is kernels.pallas_recurrence
-    assert chosen.keywords == {"options": Pallas(), "fallback": fused_recurrence}
+    assert chosen.func is kernels.auto_pallas_recurrence
+    assert chosen.keywords == {"platforms": ("cuda", "tpu")}
     assert kernels.select(rnnjax.lstm(4, peephole=True), "auto") is fused_recurrence
 
 
