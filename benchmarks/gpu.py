@@ -268,6 +268,7 @@ def impl_value(args, impl, design=None):
             flavour="gpu" if args.compile_only else None,
             interpret=args.interpret or (False if args.compile_only else None),
             gpu_design=design,
+            target={"h200": "sm_90", "a100": "sm_80"}.get(args.compile_only),
         )
     return impl
 
