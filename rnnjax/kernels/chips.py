@@ -19,6 +19,8 @@ import functools
 
 import jax
 
+from rnnjax.kernels import _pallas_common as common
+
 _KiB, _MiB = 1 << 10, 1 << 20
 
 
@@ -96,6 +98,23 @@ def _local(flavour: str) -> Chip | None:
     return None
 
 
+def sequence_shared_bytes(kind, H, compute_dtype, rows=16) -> int:
+    """Shared memory that the GPU ``sequence`` design asks of one block: ``W_h``
+    (``G`` matrices ``(Hp, Hp)``, ``Hp`` the power of two ``>= max(H, 16)``), a
+    float32 ``(rows, Hp)`` buffer and one in the compute dtype (``h`` as the
+    product's operand). Exactly what Triton asked in every case compiled for
+    sm_80 and sm_90."""
+    Hp = max(16, common.next_pow2(H))
+    gates = (common.LSTMMath() if kind == "lstm" else common.GRUMath()).gates
+    itemsize = compute_dtype.itemsize
+    return gates * Hp * Hp * itemsize + rows * Hp * (4 + itemsize)
+
+
+def sequence_fits(kind, H, compute_dtype, chip) -> bool:
+    """Whether the GPU ``sequence`` design holds ``H`` in one block of ``chip``."""
+    return sequence_shared_bytes(kind, H, compute_dtype) <= chip.memory
+
+
 def _holds(fits, kind, dtype, chip, H) -> bool:
     return fits(kind, H, dtype, chip)
 
@@ -110,7 +129,7 @@ def capacity_table() -> str:
     ``sequence`` design (else ``stepwise``, any H) or the TPU kernel holds."""
     import jax.numpy as jnp
 
-    from rnnjax.kernels import pallas_gpu, pallas_tpu
+    from rnnjax.kernels import pallas_tpu
 
     lines = [
         "| chip | on-chip memory | LSTM float32 | LSTM bfloat16 | GRU float32 "
@@ -118,7 +137,7 @@ def capacity_table() -> str:
         "|---|---:|---:|---:|---:|---:|",
     ]
     for c in CHIPS.values():
-        fits = pallas_gpu.sequence_fits if c.flavour == "gpu" else pallas_tpu.fits
+        fits = sequence_fits if c.flavour == "gpu" else pallas_tpu.fits
         cells = []
         for kind in ("lstm", "gru"):
             for dtype in (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)):

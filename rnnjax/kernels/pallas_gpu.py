@@ -43,22 +43,6 @@ _SEQUENCE_BB = 16
 _TARGET_PROGRAMS = 264  # two per multiprocessor of an H100 / H200 (132)
 
 
-def sequence_shared_bytes(kind, H, compute_dtype) -> int:
-    """Shared memory that the ``sequence`` design asks of one block: ``W_h``
-    (``G`` matrices ``(Hp, Hp)``), a float32 ``(BB, Hp)`` buffer and one in the
-    compute dtype (``h`` as the product's operand). Exactly what Triton asked
-    in every case compiled for sm_80 and sm_90."""
-    Hp = max(16, common.next_pow2(H))
-    gates = (common.LSTMMath() if kind == "lstm" else common.GRUMath()).gates
-    itemsize = compute_dtype.itemsize
-    return gates * Hp * Hp * itemsize + _SEQUENCE_BB * Hp * (4 + itemsize)
-
-
-def sequence_fits(kind, H, compute_dtype, chip) -> bool:
-    """Whether the ``sequence`` design holds ``H`` within one block of ``chip``."""
-    return sequence_shared_bytes(kind, H, compute_dtype) <= chip.memory
-
-
 def plan(
     *, kind, T, B, H, compute_dtype, out_dtype, seq_dtypes, options, unroll
 ) -> common.Plan | str:
@@ -68,10 +52,10 @@ def plan(
     Hp = max(16, common.next_pow2(H))
     Bp = common.round_up(B, 16)
     target = chips.chip("gpu", options.target)
-    fits = sequence_fits(kind, H, compute_dtype, target)
+    need = chips.sequence_shared_bytes(kind, H, compute_dtype, _SEQUENCE_BB)
+    fits = need <= target.memory
     design = options.gpu_design or ("sequence" if fits else "stepwise")
     if design == "sequence" and not fits:
-        need = sequence_shared_bytes(kind, H, compute_dtype)
         return (
             f"gpu_design='sequence' holds W_h in one block's shared memory: "
             f"{need // 1024} KiB at H={H} in {compute_dtype.name}, more than the "

@@ -368,7 +368,7 @@ def test_shared_memory_model_matches_what_triton_asked():
         ("gru", 256, bf16): 417792,
     }
     for (kind, H, dtype), n in asked.items():
-        assert pallas_gpu.sequence_shared_bytes(kind, H, dtype) == n
+        assert chips.sequence_shared_bytes(kind, H, dtype) == n
 
 
 def test_capacity_table_in_the_docs_is_current():
