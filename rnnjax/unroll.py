@@ -90,6 +90,8 @@ def unroll(
         Outputs past a sequence's length are zero and leave its carry unchanged, so
         the returned carry is the one after its last valid step. Lengths outside
         ``[0, T]`` are clipped (``rnnjax.check_lengths`` makes them an error).
+        The inputs of padded steps are never read: NaN or inf there changes no
+        output and no derivative.
       reverse: run from the end of each sequence to its start; with
         ``seq_lengths`` only the valid prefix is reversed. Outputs stay aligned
         with the inputs.
@@ -136,7 +138,10 @@ def unroll(
     if reverse:
         order = _reversal(num_steps, batch_shape, lengths)
         xs, resets = _permute(xs, order), _permute(resets, order)
-    valid = None if lengths is None else _valid_mask(num_steps, lengths)
+    valid = None
+    if lengths is not None:
+        valid = _valid_mask(num_steps, lengths)
+        xs = _zero_padding(xs, valid)
     masks = dict(valid=valid, resets=resets, rec_mask=rec_mask)
     if options.remat is not None:
         carry, ys = _remat.run(
@@ -227,6 +232,16 @@ def _valid_mask(num_steps, lengths):
     """``(T, *B)``: step ``t`` is inside sequence ``b``."""
     steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
     return steps < lengths[None]
+
+
+def _zero_padding(xs, valid):
+    """Time-major ``xs (T, *B, ...)`` with zeros at padded steps (``valid``
+    ``(T, *B)`` false): NaN or inf there would reach every derivative, since the
+    reverse pass of a ``where`` multiplies the unselected branch's derivatives by
+    zero, and ``0 * nan`` is NaN. Padded steps' outputs and carries are discarded
+    anyway, so their values do not change."""
+    mask = valid.reshape(valid.shape + (1,) * (xs.ndim - valid.ndim))
+    return jnp.where(mask, xs, jnp.zeros((), xs.dtype))
 
 
 def _reversal(num_steps, batch_shape, lengths):
