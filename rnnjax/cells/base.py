@@ -292,8 +292,28 @@ class CellBase(abc.ABC):
         return self._init(key, input_size)
 
     def step(self, params, carry, x):
-        """``recur(params, carry, project(params, x))``."""
+        """``recur(params, carry, project(params, x))`` on one step's ``x (*B, I)``.
+
+        Raises ValueError naming ``carry`` when ``carry`` is not of the structure
+        of `initial_carry` (e.g. a plain ``(c, h)`` tuple for an LSTM, whose carry
+        is an `rnnjax.LSTMState`).
+        """
+        self.check_carry_structure(carry, tuple(jnp.shape(x)[:-1]))
         return self.recur(params, carry, self.project(params, x))
+
+    def check_carry_structure(self, carry, batch_shape=()) -> None:
+        """Raises ValueError when ``carry``'s pytree structure (its containers and
+        their types; not its shapes) differs from `initial_carry`'s."""
+        expected = jax.tree.structure(
+            jax.eval_shape(lambda: self.initial_carry(batch_shape))
+        )
+        got = jax.tree.structure(carry)
+        if got != expected:
+            raise ValueError(
+                f"carry: expected the structure of {type(self).__name__}."
+                f"initial_carry, {_describe_structure(expected)}; got "
+                f"{_describe_structure(got)}"
+            )
 
     def project(self, params, x):
         """Input-side pre-activations ``(..., I) -> (..., Z)``, bias included."""
@@ -359,6 +379,17 @@ class CellBase(abc.ABC):
 
     def _zeros(self, batch_shape, size, dtype=jnp.float32):
         return jnp.zeros((*tuple(batch_shape), size), dtype)
+
+
+def _describe_structure(treedef) -> str:
+    """A pytree structure with ``*`` for each leaf, e.g. ``LSTMState(c=*, h=*,
+    gates=None)`` (a bare ``*`` is one array)."""
+    return str(jax.tree.unflatten(treedef, [_Leaf()] * treedef.num_leaves))
+
+
+class _Leaf:
+    def __repr__(self) -> str:
+        return "*"
 
 
 def _shapes(tree):
