@@ -304,9 +304,11 @@ class CellBase(abc.ABC):
     def check_carry_structure(self, carry, batch_shape=()) -> None:
         """Raises ValueError when ``carry``'s pytree structure (its containers and
         their types; not its shapes) differs from `initial_carry`'s."""
-        expected = jax.tree.structure(
-            jax.eval_shape(lambda: self.initial_carry(batch_shape))
-        )
+        try:
+            template = jax.eval_shape(lambda: self.initial_carry(batch_shape))
+        except (ValueError, TypeError):
+            return  # a batch shape the cell refuses: its own checks name it
+        expected = jax.tree.structure(template)
         got = jax.tree.structure(carry)
         if got != expected:
             raise ValueError(
