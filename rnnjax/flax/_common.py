@@ -28,9 +28,14 @@ STACK_DEFAULTS = dict(
 # Flax's defaults (flax.linen.recurrent): LeCun-normal input kernels, orthogonal
 # recurrent kernels, zero biases, zero carries.
 lecun_normal = jax.nn.initializers.lecun_normal()
-orthogonal = jax.nn.initializers.orthogonal()
 zeros = jax.nn.initializers.zeros
 ones = jax.nn.initializers.ones
+
+
+def orthogonal(key, shape, dtype=jnp.float32):
+    """Orthogonal, drawn in float32 and cast (the QR has no half-precision form;
+    Flax's NNX ``modified_orthogonal``)."""
+    return jax.nn.initializers.orthogonal()(key, shape, jnp.float32).astype(dtype)
 
 
 def build_stack(cells, **arguments) -> Stack:
