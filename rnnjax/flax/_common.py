@@ -3,6 +3,7 @@ build, and Flax's contract for cells (carries, initialisers, dtypes)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -176,19 +177,63 @@ def activation(fn):
     return fn
 
 
-def per_gate(init: Callable, hidden: int, param_dtype) -> Callable:
+@dataclasses.dataclass(frozen=True)
+class PerGate:
     """An initialiser of a ``(..., G*H)`` array that calls ``init`` once per gate
     block ``(..., H)``, with ``param_dtype``, as Flax's separate ``Dense`` per
-    gate do (an orthogonal recurrent kernel per gate, ...)."""
+    gate do (an orthogonal recurrent kernel per gate, ...). A value (equal when
+    its fields are), so a cell rebuilt from the same module fields is equal to the
+    last one and jit-compiled functions keyed on it are reused."""
 
-    def initialise(key, shape, dtype=None):
+    init: Callable
+    hidden: int
+    param_dtype: Any
+
+    def __call__(self, key, shape, dtype=None):
         del dtype
-        blocks = shape[-1] // hidden
+        blocks = shape[-1] // self.hidden
         keys = jax.random.split(key, blocks)
-        parts = [init(k, (*shape[:-1], hidden), param_dtype) for k in keys]
+        width = (*shape[:-1], self.hidden)
+        parts = [self.init(k, width, self.param_dtype) for k in keys]
         return jnp.concatenate(parts, axis=-1)
 
-    return initialise
+
+@dataclasses.dataclass(frozen=True)
+class MGUBias:
+    """Flax's ``MGUCell`` biases in rnnjax's layout: ``b (2H,)`` from
+    ``forget_bias_init`` (block ``f``) and ``activation_bias_init`` (block
+    ``n``); ``b_hn (H,)`` from ``activation_bias_init``."""
+
+    forget: Callable
+    activation: Callable
+    hidden: int
+    param_dtype: Any
+
+    def __call__(self, key, shape, dtype=None):
+        del dtype
+        if shape[-1] == self.hidden:  # b_hn
+            return self.activation(key, shape, self.param_dtype)
+        k_f, k_n = jax.random.split(key)
+        size = (self.hidden,)
+        return jnp.concatenate(
+            [
+                self.forget(k_f, size, self.param_dtype),
+                self.activation(k_n, size, self.param_dtype),
+            ],
+            axis=-1,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class InDtype:
+    """``init`` called with ``param_dtype`` whatever dtype it is asked for."""
+
+    init: Callable
+    param_dtype: Any
+
+    def __call__(self, key, shape, dtype=None):
+        del dtype
+        return self.init(key, shape, self.param_dtype)
 
 
 def flax_lstm(features, args, options):
@@ -236,16 +281,9 @@ def flax_mgu(features, args, options):
     block's bias from ``forget_bias_init``, the candidate's from
     ``activation_bias_init``."""
     pd = args["param_dtype"]
-    forget, act_bias = args["forget_bias_init"], args["activation_bias_init"]
-
-    def bias_init(key, shape, dtype=None):
-        if shape[-1] == features:  # b_hn
-            return act_bias(key, shape, pd)
-        k_f, k_n = jax.random.split(key)
-        return jnp.concatenate(
-            [forget(k_f, (features,), pd), act_bias(k_n, (features,), pd)], -1
-        )
-
+    bias_init = MGUBias(
+        args["forget_bias_init"], args["activation_bias_init"], features, pd
+    )
     kwargs = dict(
         reset_gate=args["reset_gate"],
         reset_after=True,
@@ -253,8 +291,8 @@ def flax_mgu(features, args, options):
         gate_activation=activation(args["gate_fn"]),
         activation=activation(args["activation_fn"]),
         dtype=args["dtype"],
-        kernel_init=per_gate(args["kernel_init"], features, pd),
-        recurrent_init=per_gate(args["recurrent_kernel_init"], features, pd),
+        kernel_init=PerGate(args["kernel_init"], features, pd),
+        recurrent_init=PerGate(args["recurrent_kernel_init"], features, pd),
         bias_init=bias_init,
     )
     return mgu(features, **{**kwargs, **options})
@@ -280,17 +318,13 @@ def flax_conv_lstm(features, args, options):
         raise ValueError("use_bias: expected True (rnnjax's ConvLSTM has a bias)")
     kernel_size = tuple(_as_tuple(args["kernel_size"]))
     pd = args["param_dtype"]
-
-    def fixed(init):
-        return lambda key, shape, dtype=None: init(key, shape, pd)
-
     kwargs = dict(
         peephole=False,
         forget_bias=1.0,
         dtype=args["dtype"],
-        kernel_init=fixed(lecun_normal),
-        recurrent_init=fixed(lecun_normal),
-        bias_init=fixed(zeros),
+        kernel_init=InDtype(lecun_normal, pd),
+        recurrent_init=InDtype(lecun_normal, pd),
+        bias_init=InDtype(zeros, pd),
     )
     return conv_lstm(features, kernel_size, **{**kwargs, **options})
 
@@ -298,9 +332,9 @@ def flax_conv_lstm(features, args, options):
 def _dense_inits(features, args) -> dict[str, Any]:
     pd = args["param_dtype"]
     return dict(
-        kernel_init=per_gate(args["kernel_init"], features, pd),
-        recurrent_init=per_gate(args["recurrent_kernel_init"], features, pd),
-        bias_init=per_gate(args["bias_init"], features, pd),
+        kernel_init=PerGate(args["kernel_init"], features, pd),
+        recurrent_init=PerGate(args["recurrent_kernel_init"], features, pd),
+        bias_init=PerGate(args["bias_init"], features, pd),
     )
 
 
