@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +30,9 @@ class UnrollOptions:
         cell), ``"fused"`` (fused-form cells), ``"associative"`` (a parallel scan,
         for cells linear in the state such as ``min_gru``) or ``"pallas"``
         (Pallas kernels for the plain LSTM and the GRU with reset after, GPU/TPU;
-        reverse-mode derivatives only; interpreted on the CPU); or an
+        reverse-mode derivatives only; interpreted on the CPU), ``"cudnn"``
+        (cuDNN's LSTM on a CUDA GPU: the plain float32 LSTM, no resets,
+        ``rec_mask`` or ``remat``; ``rnnjax.kernels.cudnn``); or an
         `rnnjax.kernels.Pallas` value, ``"pallas"`` with its options
         (flavour, interpreter, GPU design). Strings are stored as ``Impl``
         members, which compare equal to them.
@@ -122,7 +125,13 @@ def unroll(
         xs, time_major, base.event_ndim(cell)
     )
     base.check_params(cell, params, xs.shape[-1])
-    recurrence = kernels.select(cell, options.impl)
+    cudnn = options.impl == kernels.Impl.CUDNN
+    if cudnn:
+        kernels.cudnn.check_supported(
+            cell, resets=resets, rec_mask=rec_mask, remat=options.remat, dtype=xs.dtype
+        )
+    else:
+        recurrence = kernels.select(cell, options.impl)
     expected = cell.initial_carry(carry_shape)
     if carry is None:
         carry = expected
@@ -143,7 +152,13 @@ def unroll(
         valid = _valid_mask(num_steps, lengths)
         xs = _zero_padding(xs, valid)
     masks = dict(valid=valid, resets=resets, rec_mask=rec_mask)
-    if options.remat is not None:
+    if cudnn and num_steps and math.prod(batch_shape):
+        carry, ys = kernels.cudnn.unroll_layer(cell, params, carry, xs, lengths)
+    elif cudnn:  # nothing for cuDNN to do
+        carry, ys = _project_and_recur(
+            kernels.scan_recurrence, cell, params, carry, xs, unroll=1, **masks
+        )
+    elif options.remat is not None:
         carry, ys = _remat.run(
             recurrence,
             cell,

@@ -25,6 +25,10 @@ the outputs (zero on invalid steps). All of them give the numbers of
   time unless `Pallas` names one; on the CPU they run in Pallas'
   interpreter (slow; for tests). See ``pallas_gpu`` and ``pallas_tpu``.
 
+- ``cudnn``: the plain LSTM through cuDNN (``jax.experimental.rnn``) on a CUDA
+  GPU; a whole layer per call from the raw inputs, so `rnnjax.unroll` runs it in
+  place of the projection and the recurrence (``rnnjax.kernels.cudnn``).
+
 The choice is a value, ``rnnjax.UnrollOptions(impl=...)``: an `Impl` (or
 its string) or a `Pallas` (``"pallas"`` with options); `select`
 turns it into the recurrence function.
@@ -35,6 +39,7 @@ import functools
 import jax
 
 from rnnjax.cells.base import is_fusable
+from rnnjax.kernels import cudnn
 from rnnjax.kernels.associative import (
     associative_recurrence,
     check_linear,
@@ -61,6 +66,11 @@ def select(cell, impl):
     ``fused`` for shapes it cannot hold); ``fused`` for fused-form cells; ``scan``
     otherwise. Raises ValueError naming ``impl`` when the cell cannot run it."""
     impl = as_impl(impl)
+    if impl == Impl.CUDNN:
+        raise ValueError(
+            "impl: 'cudnn' runs whole layers from the raw inputs, not a recurrence "
+            "over projected ones: use rnnjax.unroll, a Layer or a Stack"
+        )
     if isinstance(impl, Pallas) or impl == Impl.PALLAS:
         options = impl if isinstance(impl, Pallas) else Pallas()
         check_supported(cell)
@@ -89,6 +99,7 @@ __all__ = [
     "Impl",
     "Pallas",
     "StepInputs",
+    "cudnn",
     "associative_recurrence",
     "fused_recurrence",
     "has_linear_recurrence",

@@ -1,7 +1,7 @@
 """The choice of implementation as a value: ``UnrollOptions(impl=...)``.
 
 ``impl`` is an `Impl` (or its plain string: ``"auto"``, ``"scan"``,
-``"fused"``, ``"associative"``, ``"pallas"``) or a `Pallas` value, which
+``"fused"``, ``"associative"``, ``"pallas"``, ``"cudnn"``) or a `Pallas` value, which
 means ``"pallas"`` with options. The value is part of the (hashable) unroll
 options, so a function jitted with one choice is never silently reused with
 another.
@@ -26,6 +26,8 @@ class Impl(enum.StrEnum):
     - ``FUSED``: the fused kernel (fused-form cells).
     - ``ASSOCIATIVE``: a parallel scan (cells linear in the state, ``min_gru``).
     - ``PALLAS``: the Pallas kernels with the default `Pallas` options.
+    - ``CUDNN``: cuDNN's LSTM (``jax.experimental.rnn``; the plain LSTM on a
+      CUDA GPU, see ``rnnjax.kernels.cudnn``).
     """
 
     AUTO = "auto"
@@ -33,6 +35,7 @@ class Impl(enum.StrEnum):
     FUSED = "fused"
     ASSOCIATIVE = "associative"
     PALLAS = "pallas"
+    CUDNN = "cudnn"
 
 
 IMPLS = tuple(impl.value for impl in Impl)
