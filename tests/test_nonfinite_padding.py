@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rnnjax
-from rnnjax.kernels import Pallas
+from rnnjax.kernels import Pallas, cudnn
 
 B, T, I, H = 2, 5, 3, 4
 LENGTHS = jnp.array([3, 5])
@@ -90,3 +90,18 @@ def test_bidirectional_stack_gradients_ignore_nonfinite_padding():
         return model.apply(p, xs, seq_lengths=LENGTHS)
 
     _check(run, params)
+
+
+@pytest.mark.skipif(not cudnn.available(), reason="cuDNN: a CUDA GPU only")
+@pytest.mark.parametrize("reverse", [False, True])
+def test_cudnn_gradients_ignore_nonfinite_padding(reverse):
+    """``impl="cudnn"`` (no resets), on a GPU. (On a CPU, JAX's reference in
+    place of the cuDNN call masks the padding itself: nothing to check.)"""
+    cell = rnnjax.lstm(H)
+    options = rnnjax.UnrollOptions(impl="cudnn")
+
+    def run(p, xs):
+        kw = dict(seq_lengths=LENGTHS, reverse=reverse, options=options)
+        return rnnjax.unroll(cell, p, xs, **kw)
+
+    _check(run, cell.init(jax.random.key(0), I))
