@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from rnnjax.cells.structure import check_carry_structure
+
 Array = jax.Array
 PyTree = Any
 Initializer = Callable[[Array, tuple[int, ...], Any], Array]
@@ -294,28 +296,12 @@ class CellBase(abc.ABC):
     def step(self, params, carry, x):
         """``recur(params, carry, project(params, x))`` on one step's ``x (*B, I)``.
 
-        Raises ValueError naming ``carry`` when ``carry`` is not of the structure
-        of `initial_carry` (e.g. a plain ``(c, h)`` tuple for an LSTM, whose carry
-        is an `rnnjax.LSTMState`).
+        Raises ValueError naming ``carry`` when its pytree structure is not
+        `initial_carry`'s (e.g. a plain ``(c, h)`` for an LSTM, whose carry is an
+        `rnnjax.LSTMState`).
         """
-        self.check_carry_structure(carry, tuple(jnp.shape(x)[:-1]))
+        check_carry_structure(self, carry, tuple(jnp.shape(x)[:-1]))
         return self.recur(params, carry, self.project(params, x))
-
-    def check_carry_structure(self, carry, batch_shape=()) -> None:
-        """Raises ValueError when ``carry``'s pytree structure (its containers and
-        their types; not its shapes) differs from `initial_carry`'s."""
-        try:
-            template = jax.eval_shape(lambda: self.initial_carry(batch_shape))
-        except (ValueError, TypeError):
-            return  # a batch shape the cell refuses: its own checks name it
-        expected = jax.tree.structure(template)
-        got = jax.tree.structure(carry)
-        if got != expected:
-            raise ValueError(
-                f"carry: expected the structure of {type(self).__name__}."
-                f"initial_carry, {_describe_structure(expected)}; got "
-                f"{_describe_structure(got)}"
-            )
 
     def project(self, params, x):
         """Input-side pre-activations ``(..., I) -> (..., Z)``, bias included."""
@@ -381,17 +367,6 @@ class CellBase(abc.ABC):
 
     def _zeros(self, batch_shape, size, dtype=jnp.float32):
         return jnp.zeros((*tuple(batch_shape), size), dtype)
-
-
-def _describe_structure(treedef) -> str:
-    """A pytree structure with ``*`` for each leaf, e.g. ``LSTMState(c=*, h=*,
-    gates=None)`` (a bare ``*`` is one array)."""
-    return str(jax.tree.unflatten(treedef, [_Leaf()] * treedef.num_leaves))
-
-
-class _Leaf:
-    def __repr__(self) -> str:
-        return "*"
 
 
 def _shapes(tree):
