@@ -140,6 +140,11 @@ def unroll(
     lengths = _validate.check_lengths_arg(seq_lengths, batch_shape, num_steps)
     resets = _validate.check_resets(resets, batch_shape, num_steps, time_major)
 
+    if cudnn:
+        empty = not (num_steps and math.prod(batch_shape))
+        return _cudnn_unroll(
+            cell, params, carry, xs, lengths, reverse, time_major, empty
+        )
     xs = xs if time_major else jnp.moveaxis(xs, time_axis, 0)
     carry = _match_batch_sharding(carry, xs, len(batch_shape))
     carry = _match_varying_axes(carry, (params, xs, resets, rec_mask))
@@ -152,13 +157,7 @@ def unroll(
         valid = _valid_mask(num_steps, lengths)
         xs = _zero_padding(xs, valid)
     masks = dict(valid=valid, resets=resets, rec_mask=rec_mask)
-    if cudnn and num_steps and math.prod(batch_shape):
-        carry, ys = kernels.cudnn.unroll_layer(cell, params, carry, xs, lengths)
-    elif cudnn:  # nothing for cuDNN to do
-        carry, ys = _project_and_recur(
-            kernels.scan_recurrence, cell, params, carry, xs, unroll=1, **masks
-        )
-    elif options.remat is not None:
+    if options.remat is not None:
         carry, ys = _remat.run(
             recurrence,
             cell,
@@ -177,6 +176,21 @@ def unroll(
     if reverse:
         ys = _permute(ys, order)  # the reversal is its own inverse
     return carry, ys if time_major else jnp.moveaxis(ys, 0, time_axis)
+
+
+def _cudnn_unroll(cell, params, carry, xs, lengths, reverse, time_major, empty):
+    """``impl="cudnn"``: one cuDNN call over ``(*B, T, I)``, batch-major
+    (``kernels.cudnn``); the plain scan where there is nothing to run (``empty``:
+    no step or no sequence)."""
+    if empty:
+        options = UnrollOptions(impl="scan")
+        return unroll(
+            cell, params, xs, carry=carry, seq_lengths=lengths, reverse=reverse,
+            time_major=time_major, options=options,
+        )  # fmt: skip
+    xs = jnp.moveaxis(xs, 0, -2) if time_major else xs
+    carry, ys = kernels.cudnn.unroll_layer(cell, params, carry, xs, lengths, reverse)
+    return carry, jnp.moveaxis(ys, -2, 0) if time_major else ys
 
 
 def _project_and_recur(

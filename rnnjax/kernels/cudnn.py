@@ -3,8 +3,8 @@
 cuDNN runs a whole layer in one call: the input projection, the time loop and
 its own backward pass (a ``custom_vjp`` in JAX). It takes the raw inputs, not the
 projected ones, so it is not a recurrence of the `rnnjax.kernels` contract:
-`rnnjax.unroll` calls `unroll_layer` in its place, after reversing the valid
-prefixes (``reverse``), and every layer of a ``Stack`` (each direction of a
+`rnnjax.unroll` calls `unroll_layer` in its place (batch-major, reversal
+included), and every layer of a ``Stack`` (each direction of a
 ``Bidirectional``) is one cuDNN call.
 
 What it runs: ``rnnjax.lstm(H)`` with its default options (initialisers and
@@ -110,21 +110,29 @@ def pack_weights(params, input_size: int):
     return jnp.concatenate([p.astype(jnp.float32).ravel() for p in parts])
 
 
-def unroll_layer(cell, params, carry, xs, lengths):
-    """One cuDNN call over time-major ``xs (T, *B, I)`` from ``carry`` (an
-    ``LSTMState`` of ``(*B, H)``), ``lengths (*B,)`` or ``None``; reversal is the
-    caller's. Returns ``(carry_T, ys (T, *B, H))``, ``ys`` zero past each length
-    and ``carry_T`` the state after each sequence's last valid step."""
-    T, *batch, I = xs.shape
+def unroll_layer(cell, params, carry, xs, lengths, reverse):
+    """One cuDNN call over batch-major ``xs (*B, T, I)`` from ``carry`` (an
+    ``LSTMState`` of ``(*B, H)``), ``lengths (*B,)`` or ``None``, each valid
+    prefix reversed when ``reverse``. Returns ``(carry_T, ys (*B, T, H))``, ``ys``
+    zero past each length and ``carry_T`` the state after each sequence's last
+    valid step.
+
+    Everything stays batch-major: XLA:GPU has handed the cuDNN call a time-major
+    gather's output, transposed, as a mere bitcast of it (wrong values; seen on an
+    H200 with jax 0.11.2), so no transpose may sit between them.
+    """
+    *batch, T, I = xs.shape
     H = cell.hidden_size
     B = math.prod(batch)
     flat = lambda a: a.reshape(B, H)
-    if lengths is None:
-        lengths = jnp.full(batch, T, jnp.int32)
-    lengths = jnp.clip(lengths.reshape(B).astype(jnp.int32), 0, T)
+    full = lengths is None
+    lengths = jnp.full((B,), T, jnp.int32) if full else lengths.reshape(B)
+    lengths = jnp.clip(lengths.astype(jnp.int32), 0, T)
+    x = xs.reshape(B, T, I).astype(jnp.float32)
+    if reverse:
+        x = _reverse_prefixes(x, lengths, full)
     # cuDNN needs every length >= 1: run empty sequences one step, keep carry0.
     empty = lengths == 0
-    x = jnp.moveaxis(xs.reshape(T, B, I), 0, 1).astype(jnp.float32)
     ys, h_n, c_n = lstm_call(
         x,
         flat(carry.h)[None],
@@ -137,10 +145,23 @@ def unroll_layer(cell, params, carry, xs, lengths):
         dropout=0.0,
         bidirectional=False,
     )
-    valid = jnp.arange(T)[:, None] < lengths[None, :]  # (T, B)
-    ys = jnp.where(valid[..., None], jnp.moveaxis(ys, 1, 0), 0.0)
+    valid = jnp.arange(T)[None, :] < lengths[:, None]  # (B, T)
+    ys = jnp.where(valid[..., None], ys, 0.0)
+    if reverse:
+        ys = _reverse_prefixes(ys, lengths, full)
     keep = lambda new, old: jnp.where(empty[:, None], flat(old), new[0])
     state = LSTMState(
         c=keep(c_n, carry.c).reshape(*batch, H), h=keep(h_n, carry.h).reshape(*batch, H)
     )
-    return state, ys.reshape(T, *batch, H).astype(carry.h.dtype)
+    return state, ys.reshape(*batch, T, H).astype(carry.h.dtype)
+
+
+def _reverse_prefixes(x, lengths, full: bool):
+    """``x (B, T, F)`` with each row's first ``lengths`` steps reversed (the rest
+    in place); its own inverse."""
+    T = x.shape[1]
+    if full:
+        return jnp.flip(x, axis=1)
+    steps = jnp.arange(T)[None, :]
+    order = jnp.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    return jnp.take_along_axis(x, order[..., None], axis=1)

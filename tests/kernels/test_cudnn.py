@@ -43,6 +43,7 @@ def _problem(batch, T=6, I=3, H=5, seed=0):
         ((4,), [6, 3, 0, 5], True),
         ((2, 2), None, True),
         ((), None, False),
+        ((0,), None, True),
     ],
 )
 def test_values_and_gradients_equal_scan(batch, lengths, reverse):
@@ -55,6 +56,18 @@ def test_values_and_gradients_equal_scan(batch, lengths, reverse):
     assert_tree_close(
         jit_fast(lambda *a: values_and_vjp(got, a, 1))(*primals),
         jit_fast(lambda *a: values_and_vjp(want, a, 1))(*primals),
+    )
+
+
+@pytest.mark.usefixtures("reference_cudnn")
+def test_time_major_equals_scan():
+    cell, params, xs, carry = _problem((3,))
+    xs = jnp.moveaxis(xs, 1, 0)
+    kw = dict(time_major=True, reverse=True, seq_lengths=jnp.array([6, 2, 4]))
+    primals = (params, xs, carry)
+    assert_tree_close(
+        jit_fast(run_impl(cell, "cudnn", **kw))(*primals),
+        jit_fast(run_impl(cell, "scan", **kw))(*primals),
     )
 
 
