@@ -141,6 +141,9 @@ def unroll(
     resets = _validate.check_resets(resets, batch_shape, num_steps, time_major)
 
     if cudnn:
+        if lengths is not None:  # as below; (*B, T) when batch-major
+            valid = _valid_mask(num_steps, lengths)
+            xs = _zero_padding(xs, valid if time_major else jnp.moveaxis(valid, 0, -1))
         empty = not (num_steps and math.prod(batch_shape))
         return _cudnn_unroll(
             cell, params, carry, xs, lengths, reverse, time_major, empty
