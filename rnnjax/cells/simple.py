@@ -25,8 +25,8 @@ class SimpleRNN(FusedFormCell):
     ``inits`` (defaults Glorot uniform, orthogonal, zeros):
 
     Attributes:
-      activation: ``"tanh"`` (default), ``"relu"``, or a callable (Flax's
-        ``activation_fn``).
+      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``, or a callable
+        (Flax's ``activation_fn``).
       residual: add ``h_{t-1}`` to the pre-activation (Flax's ``SimpleCell``
         ``residual``).
     """
@@ -36,11 +36,7 @@ class SimpleRNN(FusedFormCell):
 
     def __post_init__(self):
         super().__post_init__()
-        if not callable(self.activation) and self.activation not in ("tanh", "relu"):
-            raise ValueError(
-                f"activation: expected 'tanh', 'relu' or a callable, got "
-                f"{self.activation!r}"
-            )
+        resolve_activation(self.activation, "activation")
 
     def _init(self, key, input_size):
         return self._dense_init(key, input_size, 1)

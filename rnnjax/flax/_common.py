@@ -191,7 +191,9 @@ class PerGate:
 
     def __call__(self, key, shape, dtype=None):
         del dtype
-        blocks = shape[-1] // self.hidden
+        blocks, rest = divmod(shape[-1], self.hidden)
+        if rest or not blocks:  # not gate blocks (an LSTMP projection, ...)
+            return self.init(key, shape, self.param_dtype)
         keys = jax.random.split(key, blocks)
         width = (*shape[:-1], self.hidden)
         parts = [self.init(k, width, self.param_dtype) for k in keys]

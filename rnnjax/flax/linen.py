@@ -193,7 +193,7 @@ class RNN(nn.Module):
         model = self.stack
         params = self.param("stack", model.init, xs.shape[-1])
         _, _, carry_batch = _validate.check_xs(
-            xs, self.time_major, model.layers[0].event_ndim
+            xs, model.time_major, model.layers[0].event_ndim
         )
         carry = common.stack_from_flax(model, carry, carry_batch)
         training = False

@@ -132,7 +132,8 @@ class Cell(nnx.RNNCellBase):
         """The carry for inputs of shape ``(*B, I)``: zeros, or ``carry_init``."""
         carry_init = carry_init or getattr(self, "carry_init", None)
         stream = rngs.carry if isinstance(rngs, nnx.Rngs) else rngs
-        stream = stream or getattr(self, "rngs", None)
+        if stream is None:
+            stream = getattr(self, "rngs", None)
 
         def keys(n):
             if stream is None:
