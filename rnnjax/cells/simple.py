@@ -25,8 +25,8 @@ class SimpleRNN(FusedFormCell):
     ``inits`` (defaults Glorot uniform, orthogonal, zeros):
 
     Attributes:
-      activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``, or a callable
-        (Flax's ``activation_fn``).
+      activation: ``"tanh"`` (default), ``"relu"`` (PyTorch's two), or a
+        callable (Flax's ``activation_fn``).
       residual: add ``h_{t-1}`` to the pre-activation (Flax's ``SimpleCell``
         ``residual``).
     """
@@ -36,7 +36,11 @@ class SimpleRNN(FusedFormCell):
 
     def __post_init__(self):
         super().__post_init__()
-        resolve_activation(self.activation, "activation")
+        if not callable(self.activation) and self.activation not in ("tanh", "relu"):
+            raise ValueError(
+                f"activation: expected 'tanh', 'relu' (PyTorch's two) or a callable, "
+                f"got {self.activation!r}"
+            )
 
     def _init(self, key, input_size):
         return self._dense_init(key, input_size, 1)

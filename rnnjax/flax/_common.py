@@ -268,8 +268,9 @@ def flax_gru(features, args, options):
 
 def flax_simple(features, args, options):
     """``rnnjax.simple_rnn`` with the meaning of Flax's ``SimpleCell`` arguments."""
+    act = activation(args["activation_fn"])
     kwargs = dict(
-        activation=activation(args["activation_fn"]),
+        activation=act if act in ("tanh", "relu") else args["activation_fn"],
         residual=args["residual"],
         dtype=args["dtype"],
         **_dense_inits(features, args),
