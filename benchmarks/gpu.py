@@ -32,7 +32,7 @@ whole script on a CPU (Pallas' interpreter, tiny shapes)::
    directly; PyTorch ``nn.LSTM`` / ``nn.GRU`` (cuDNN). Groups in priority order, so
    that the budget cuts the least informative.
 3. The verdict (`verdict`): whether ``"cuda"`` joins
-   ``rnnjax.kernels.AUTO_PALLAS_BACKENDS`` and whether ``auto`` should pick
+   ``rnnjax.kernels.AUTO_PALLAS_PLATFORMS`` and whether ``auto`` should pick
    ``cudnn`` for the plain float32 LSTM, by the rule written there.
 
 Prints markdown tables (``x fused``: the contender's time over rnnjax fused's);
@@ -78,6 +78,12 @@ def parse_args(argv=None):
         "--compile-only",
         choices=("h200", "a100"),
         help="compile every timed case for this GPU, deviceless, and stop",
+    )
+    p.add_argument(
+        "--covering",
+        action="store_true",
+        help="with --compile-only: each distinct Pallas tiling, every other "
+        "contender once (the suite's subset)",
     )
     p.add_argument("--time", type=int, default=256, help="T")
     p.add_argument("--repeats", type=int, default=15)
@@ -268,6 +274,7 @@ def impl_value(args, impl, design=None):
             flavour="gpu" if args.compile_only else None,
             interpret=args.interpret or (False if args.compile_only else None),
             gpu_design=design,
+            target={"h200": "sm_90", "a100": "sm_80"}.get(args.compile_only),
         )
     return impl
 
@@ -583,7 +590,7 @@ def verdict(data) -> dict:
     lines = [
         f"- pallas checks {'passed' if checked('pallas') else 'did not pass'}; "
         f"fwd+bwd against fused: {pallas_why}. "
-        f'AUTO_PALLAS_BACKENDS: {"add" if pallas_in else "leave out"} "cuda".',
+        f'AUTO_PALLAS_PLATFORMS: {"add" if pallas_in else "leave out"} "cuda".',
         f"- cudnn checks {'passed' if checked('cudnn') else 'did not pass or none ran'}"
         f"; fwd+bwd against {' and '.join(against)}: {cudnn_why}. auto for the "
         f"plain float32 LSTM on CUDA: {'cudnn' if cudnn_in else 'unchanged'}.",
@@ -599,7 +606,8 @@ def verdict(data) -> dict:
 def compile_only(args) -> int:
     """Compiles every JAX contender of every timing group for ``args.compile_only``
     (a target description in ``benchmarks/targets/``) without a device: forward
-    and gradient. Returns the number of failures."""
+    and gradient (``--covering``: each distinct Pallas tiling, every other
+    contender once). Returns the number of failures."""
     from jax.experimental import topologies
 
     with open(os.path.join(TARGETS, f"{args.compile_only}.pbtxt")) as f:
@@ -611,11 +619,14 @@ def compile_only(args) -> int:
     abstract = lambda tree: jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree
     )
-    failures = 0
+    failures, seen = 0, set()
     for dtype, cell_name, B, H in timing_groups(args):
         for name, note, make in contenders(args, dtype, cell_name, B, H):
-            if make is None:
+            pallas = name == "rnnjax pallas"
+            key = (dtype, cell_name, name, note) if pallas else name
+            if make is None or (args.covering and key in seen):
                 continue
+            seen.add(key)
             label = f"{cell_name} {dtype} B={B} H={H} {name}"
             t0 = time.perf_counter()
             try:

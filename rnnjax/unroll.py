@@ -202,26 +202,31 @@ def _project_and_recur(
     """The input projection of time-major ``xs`` and the recurrence over it.
 
     The fused kernel takes the projection inside where projecting chunk by chunk
-    is faster (the CPU, large projections; values only, see
-    ``kernels.fused.projected_recurrence``).
+    is faster (large projections lowered for the CPU, decided per lowering
+    platform; values only, see ``kernels.fused.projected_recurrence``).
     """
+
+    def project_then_recur(params, carry, xs, valid, resets, rec_mask):
+        zs, bias = base.project_split(cell, params, xs)  # the step adds the bias
+        inputs = kernels.StepInputs(zs, bias, valid, resets, rec_mask)
+        return recurrence(cell, params, carry, inputs, unroll=unroll)
+
+    operands = (params, carry, xs, valid, resets, rec_mask)
     if recurrence is kernels.fused_recurrence and xs.shape[0]:
         chunk = kernels.fused.projection_chunk(cell, params, xs)
         if chunk is not None:
-            return kernels.fused.projected_recurrence(
-                cell,
-                params,
-                carry,
-                xs,
-                valid=valid,
-                resets=resets,
-                rec_mask=rec_mask,
-                unroll=unroll,
-                chunk=chunk,
+
+            def in_chunks(params, carry, xs, valid, resets, rec_mask):
+                return kernels.fused.projected_recurrence(
+                    cell, params, carry, xs, valid=valid, resets=resets,
+                    rec_mask=rec_mask, unroll=unroll, chunk=chunk,
+                )  # fmt: skip
+
+            # Chosen for the platform the program is lowered for (the CPU only).
+            return lax.platform_dependent(
+                *operands, cpu=in_chunks, default=project_then_recur
             )
-    zs, bias = base.project_split(cell, params, xs)  # the step adds the bias
-    inputs = kernels.StepInputs(zs, bias, valid, resets, rec_mask)
-    return recurrence(cell, params, carry, inputs, unroll=unroll)
+    return project_then_recur(*operands)
 
 
 def _match_batch_sharding(carry, xs, batch_ndim):

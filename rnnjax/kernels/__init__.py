@@ -36,7 +36,7 @@ turns it into the recurrence function.
 
 import functools
 
-import jax
+from jax import lax
 
 from rnnjax.cells.base import is_fusable
 from rnnjax.kernels import cudnn
@@ -50,21 +50,21 @@ from rnnjax.kernels.impl import IMPLS, Impl, Pallas, as_impl
 from rnnjax.kernels.pallas import check_supported, is_supported, pallas_recurrence
 from rnnjax.kernels.scan import StepInputs, scan_recurrence
 
-# Backends where "auto" picks the Pallas kernels: those where benchmarks/gpu.py's
-# checks passed on real hardware and pallas beat fused (recorded in
-# benchmarks/RESULTS.md). Empty until then: the kernels have only run in Pallas'
-# interpreter and been cross-lowered, and a kernel that fails to compile on a real
-# GPU must not break every LSTM under the default impl. impl="pallas" opts in.
-AUTO_PALLAS_BACKENDS: frozenset[str] = frozenset()
+# Lowering platforms ("cuda", "rocm", "tpu") where "auto" picks the Pallas kernels:
+# those where benchmarks/gpu.py's checks passed on real hardware and pallas beat
+# fused by its rule. Empty: on one H200 (benchmarks/RESULTS.md) the checks passed
+# but fused was faster in every group; no TPU has been lent. impl="pallas" opts in.
+AUTO_PALLAS_PLATFORMS: frozenset[str] = frozenset()
 
 
 def select(cell, impl):
     """Returns the recurrence function for ``impl`` (an `Impl`, its string
     or a `Pallas`). ``"auto"`` picks the fastest valid one for this cell:
     ``associative`` for cells linear in the state; ``pallas`` for the plain LSTM
-    and the GRU on the backends of `AUTO_PALLAS_BACKENDS` (none yet;
-    ``fused`` for shapes it cannot hold); ``fused`` for fused-form cells; ``scan``
-    otherwise. Raises ValueError naming ``impl`` when the cell cannot run it."""
+    and the GRU on the platforms of `AUTO_PALLAS_PLATFORMS` (none yet;
+    ``fused`` for shapes it cannot hold), decided per lowering platform; ``fused``
+    for fused-form cells; ``scan`` otherwise. Raises ValueError naming ``impl``
+    when the cell cannot run it."""
     impl = as_impl(impl)
     if impl == Impl.CUDNN:
         raise ValueError(
@@ -79,22 +79,43 @@ def select(cell, impl):
     if impl == Impl.ASSOCIATIVE or (auto and has_linear_recurrence(cell)):
         check_linear(cell)
         return associative_recurrence
-    if auto and _accelerator() and is_supported(cell):
+    if auto and AUTO_PALLAS_PLATFORMS and is_supported(cell):
         return functools.partial(
-            pallas_recurrence, options=Pallas(), fallback=fused_recurrence
+            auto_pallas_recurrence, platforms=tuple(sorted(AUTO_PALLAS_PLATFORMS))
         )
     if impl == Impl.SCAN or (auto and not is_fusable(cell)):
         return scan_recurrence
     return fused_recurrence
 
 
-def _accelerator() -> bool:
-    """Whether "auto" may pick Pallas on the default backend (at trace time)."""
-    return jax.default_backend() in AUTO_PALLAS_BACKENDS
+def auto_pallas_recurrence(cell, params, carry0, inputs, *, unroll=1, platforms):
+    """``"auto"`` for a cell the Pallas kernels run: on each of ``platforms`` the
+    compiled kernels of its flavour (``fused`` for shapes they cannot hold), on
+    every other platform ``fused``. The choice is made when the program is lowered
+    (``lax.platform_dependent``), for the platform it is lowered for, so a
+    deviceless compile, ``jax.export`` for several platforms or work under
+    ``jax.default_device`` gets the path of its target, not of the default
+    backend. (Both kernels are traced, and the Pallas one has reverse-mode
+    derivatives only.)"""
+
+    def on(platform):
+        options = Pallas(
+            flavour="tpu" if platform == "tpu" else "gpu",
+            interpret=platform not in ("cuda", "rocm", "tpu"),
+        )
+        return functools.partial(
+            pallas_recurrence, cell, options=options, fallback=fused_recurrence,
+            unroll=unroll,
+        )  # fmt: skip
+
+    branches = {platform: on(platform) for platform in platforms}
+    default = functools.partial(fused_recurrence, cell, unroll=unroll)
+    return lax.platform_dependent(params, carry0, inputs, default=default, **branches)
 
 
 __all__ = [
-    "AUTO_PALLAS_BACKENDS",
+    "AUTO_PALLAS_PLATFORMS",
+    "auto_pallas_recurrence",
     "IMPLS",
     "Impl",
     "Pallas",

@@ -294,8 +294,9 @@ _CHUNK_BYTES = 8 << 20
 def projection_chunk(cell, params, xs) -> int | None:
     """Steps per chunk for `projected_recurrence` on time-major
     ``xs (T, *B, I)``, or ``None`` where projecting all steps at once is as fast
-    (accelerators; projections under 32 MiB; cells not of the fused form)."""
-    if jax.default_backend() != "cpu" or not is_fusable(cell):
+    (projections under 32 MiB; cells not of the fused form). The caller uses it
+    on the CPU only (``lax.platform_dependent``: the platform lowered for)."""
+    if not is_fusable(cell):
         return None
     num_steps = xs.shape[0]
     one_step = jax.ShapeDtypeStruct((1, *xs.shape[1:]), xs.dtype)

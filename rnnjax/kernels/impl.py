@@ -14,6 +14,8 @@ import enum
 
 import jax
 
+from rnnjax.kernels import chips
+
 FLAVOURS = ("gpu", "tpu")
 GPU_DESIGNS = ("sequence", "stepwise")
 
@@ -60,12 +62,19 @@ class Pallas:
         backend (slow; for tests), compiled on GPU and TPU.
       gpu_design: ``"sequence"`` (one program per batch tile walks all steps with
         ``W_h`` resident) or ``"stepwise"`` (one fused launch per step); default:
-        ``"sequence"`` where ``W_h`` fits one program (see ``pallas_gpu``).
+        ``"sequence"`` where ``W_h`` fits one block's shared memory of the target
+        (see ``pallas_gpu``).
+      target: the chip the kernels are sized for (``rnnjax.kernels.chips``):
+        ``"sm_80"``, ``"sm_86"``, ``"sm_89"``, ``"sm_90"`` (GPU), ``"v4"``,
+        ``"v5e"``, ``"v5p"``, ``"v6e"`` (TPU); name it for a deviceless compile
+        or an export. Default: the local device's chip, else the smallest of the
+        flavour (``"sm_80"``, ``"v4"``).
     """
 
     flavour: str | None = None
     interpret: bool | None = None
     gpu_design: str | None = None
+    target: str | None = None
 
     def __post_init__(self):
         if self.flavour not in (None, *FLAVOURS):
@@ -77,6 +86,7 @@ class Pallas:
                 f"gpu_design: expected one of {GPU_DESIGNS} or None, got "
                 f"{self.gpu_design!r}"
             )
+        chips.check_target(self.target)
         if self.interpret not in (None, True, False):
             raise ValueError(
                 f"interpret: expected a bool or None, got {self.interpret!r}"
@@ -90,7 +100,7 @@ class Pallas:
         interpret = self.interpret
         if interpret is None:
             interpret = backend not in ("gpu", "tpu")
-        return Pallas(flavour=flavour, interpret=interpret, gpu_design=self.gpu_design)
+        return dataclasses.replace(self, flavour=flavour, interpret=interpret)
 
 
 def as_impl(impl) -> Impl | Pallas:

@@ -4,8 +4,9 @@ Pallas has no grid-wide barrier, so one launch cannot split ``W_h`` across block
 and step them together. Two designs, by size (``Pallas(gpu_design=...)`` picks
 one; docs/kernels.md):
 
-- ``"sequence"`` (small ``H``: ``G * Hp * Hp`` compute-dtype elements of ``W_h``
-  within 64 KiB, so ``H <= 64`` for the LSTM in float32 or bfloat16): one program
+- ``"sequence"`` (small ``H``: ``W_h`` within one block's shared memory, 163 KiB
+  on an A100 and 227 KiB on an H100 / H200, so ``H <= 64`` for the LSTM in
+  float32 and ``H <= 128`` in bfloat16; `rnnjax.kernels.chips`): one program
   per batch tile of 16 loads ``W_h`` once (one ``(Hp, Hp)`` matrix per gate, held
   on chip) and walks all ``T`` steps in a ``fori_loop``: one launch forward, one
   backward (reverse loop carrying ``dh``, ``dc``).
@@ -35,23 +36,48 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as plt
 
 from rnnjax.kernels import _pallas_common as common
+from rnnjax.kernels import chips
 from rnnjax.kernels._pallas_common import F32
 
-_SEQUENCE_W_BYTES = 64 * 1024  # W_h held by one program (registers and shared)
 _SEQUENCE_BB = 16
 _TARGET_PROGRAMS = 264  # two per multiprocessor of an H100 / H200 (132)
 
 
+def sequence_shared_bytes(kind, H, compute_dtype) -> int:
+    """Shared memory that the ``sequence`` design asks of one block: ``W_h``
+    (``G`` matrices ``(Hp, Hp)``), a float32 ``(BB, Hp)`` buffer and one in the
+    compute dtype (``h`` as the product's operand). Exactly what Triton asked
+    in every case compiled for sm_80 and sm_90."""
+    Hp = max(16, common.next_pow2(H))
+    gates = (common.LSTMMath() if kind == "lstm" else common.GRUMath()).gates
+    itemsize = compute_dtype.itemsize
+    return gates * Hp * Hp * itemsize + _SEQUENCE_BB * Hp * (4 + itemsize)
+
+
+def sequence_fits(kind, H, compute_dtype, chip) -> bool:
+    """Whether the ``sequence`` design holds ``H`` within one block of ``chip``."""
+    return sequence_shared_bytes(kind, H, compute_dtype) <= chip.memory
+
+
 def plan(
     *, kind, T, B, H, compute_dtype, out_dtype, seq_dtypes, options, unroll
-) -> common.Plan:
-    m = common.LSTMMath() if kind == "lstm" else common.GRUMath()
+) -> common.Plan | str:
+    """The design and tiles (a reason string when a named design does not fit):
+    ``sequence`` where ``W_h`` fits one block of the target chip
+    (`chips.chip`), else ``stepwise``."""
     Hp = max(16, common.next_pow2(H))
     Bp = common.round_up(B, 16)
-    w_bytes = m.gates * Hp * Hp * compute_dtype.itemsize
-    design = options.gpu_design or (
-        "sequence" if w_bytes <= _SEQUENCE_W_BYTES else "stepwise"
-    )
+    target = chips.chip("gpu", options.target)
+    fits = sequence_fits(kind, H, compute_dtype, target)
+    design = options.gpu_design or ("sequence" if fits else "stepwise")
+    if design == "sequence" and not fits:
+        need = sequence_shared_bytes(kind, H, compute_dtype)
+        return (
+            f"gpu_design='sequence' holds W_h in one block's shared memory: "
+            f"{need // 1024} KiB at H={H} in {compute_dtype.name}, more than the "
+            f"{target.memory // 1024} KiB of {target.label} (use gpu_design="
+            "'stepwise' or None)"
+        )
     if design == "sequence":
         blocks = (("BB", _SEQUENCE_BB), ("warps", 4), ("stages", 1))
     else:

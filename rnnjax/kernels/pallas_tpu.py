@@ -13,8 +13,9 @@ The backward kernel has the same grid with the time index map reversed
 Block rules: ``H`` is padded to a multiple of 128 (so every gate's slice is
 lane-aligned), the batch tile ``BB`` to a multiple of 8 (16 with 16-bit sequences),
 time to a multiple of ``TT`` (padded steps are invalid). ``W_h`` must fit VMEM with
-the pipelined blocks: in float32 up to about ``H = 1024`` on chips with 64 MiB or
-more; a larger shape raises (``impl="pallas"``) or runs ``fused`` (``"auto"``).
+the pipelined blocks, in the VMEM of the target chip (`rnnjax.kernels.chips`:
+in float32 up to ``H = 512`` on v4's 16 MiB, 1024 on v5p's 64 MiB); a larger shape
+raises (``impl="pallas"``) or runs ``fused`` (``"auto"``).
 """
 
 from __future__ import annotations
@@ -28,28 +29,19 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 
 from rnnjax.kernels import _pallas_common as common
+from rnnjax.kernels import chips
 from rnnjax.kernels._pallas_common import F32
 
 _MiB = 1 << 20
 _BLOCK_BUDGET = 16 * _MiB  # the pipelined (double-buffered) blocks of one call
-_DEFAULT_VMEM = 64 * _MiB  # assumed when the chip cannot be asked (cross-lowering)
 _MAX_TT = 32  # steps per time block
 _MAX_BB = 128  # rows per batch tile
 
 
-def _vmem_capacity(options) -> int:
-    if not options.interpret and jax.default_backend() == "tpu":
-        try:
-            return int(pltpu.get_tpu_info().vmem_capacity_bytes)
-        except Exception:  # an unknown chip: keep the assumption
-            return _DEFAULT_VMEM
-    return _DEFAULT_VMEM
-
-
-def plan(
-    *, kind, T, B, H, compute_dtype, out_dtype, seq_dtypes, options, unroll
-) -> common.Plan | str:
-    """Tile sizes and the VMEM limit; a reason string when ``W_h`` does not fit."""
+def _vmem_need(kind, B, H, compute_dtype, seq_dtypes, out_dtype, capacity, T=_MAX_TT):
+    """``(need, w_bytes, BB, TT)``: the VMEM one call asks (``W_h``, the
+    double-buffered blocks of ``TT`` steps, the state and gradient buffers); the
+    blocks take at most a quarter of ``capacity`` (and 16 MiB)."""
     m = common.LSTMMath() if kind == "lstm" else common.GRUMath()
     G, R = m.gates, m.residuals
     Hp = common.round_up(H, 128)
@@ -60,15 +52,37 @@ def plan(
     fwd = BB * (G * Hp * zb + Hp * ob + (R + 1) * Hp * 4 + flags)
     bwd = BB * ((R + 1) * Hp * 4 + Hp * ob + (G + 1) * Hp * 4 + flags)
     per_step = max(fwd, bwd)
-    TT = max(1, min(_MAX_TT, T, _BLOCK_BUDGET // (2 * per_step)))
+    budget = min(_BLOCK_BUDGET, capacity // 4)
+    TT = max(1, min(_MAX_TT, T, budget // (2 * per_step)))
     w_bytes = Hp * G * Hp * compute_dtype.itemsize
     need = w_bytes + 2 * TT * per_step + 10 * BB * Hp * 4 + 4 * G * Hp * 4
-    capacity = _vmem_capacity(options)
+    return need, w_bytes, BB, TT
+
+
+def fits(kind, H, compute_dtype, chip, B=_MAX_BB) -> bool:
+    """Whether the kernel holds ``H`` in ``chip``'s VMEM (float32 inputs and
+    outputs; a full batch tile by default)."""
+    f32 = jnp.dtype(jnp.float32)
+    need = _vmem_need(kind, B, H, compute_dtype, (f32, f32), f32, chip.memory)[0]
+    return need <= 0.85 * chip.memory
+
+
+def plan(
+    *, kind, T, B, H, compute_dtype, out_dtype, seq_dtypes, options, unroll
+) -> common.Plan | str:
+    """Tile sizes and the VMEM limit for the target chip (`chips.chip`); a reason
+    string when ``W_h`` and the blocks do not fit its VMEM."""
+    Hp = common.round_up(H, 128)
+    target = chips.chip("tpu", options.target)
+    capacity = target.memory
+    need, w_bytes, BB, TT = _vmem_need(
+        kind, B, H, compute_dtype, seq_dtypes, out_dtype, capacity, T
+    )
     if need > 0.85 * capacity:
         return (
             f"W_h ({w_bytes / _MiB:.1f} MiB) and the pipelined blocks need about "
             f"{need / _MiB:.0f} MiB of VMEM, more than the {capacity / _MiB:.0f} MiB "
-            "of this TPU allow (use impl='fused', or dtype=jnp.bfloat16)"
+            f"of {target.label} allow (use impl='fused', or dtype=jnp.bfloat16)"
         )
     limit = int(min(0.9 * capacity, need + 8 * _MiB))
     return common.Plan(

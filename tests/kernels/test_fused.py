@@ -484,9 +484,10 @@ def _chunk_for(cell, steps, batch, n_in):
     return fused_module.projection_chunk(cell, params, xs)
 
 
-def test_projection_chunk_rule(monkeypatch):
+def test_projection_chunk_rule():
     """Chunks of about 8 MiB once the whole projection reaches 32 MiB, a divisor of
-    ``T`` within a factor 2 of that where one exists; never on accelerators."""
+    ``T`` within a factor 2 of that where one exists (used when lowered for the
+    CPU only: ``tests/kernels/test_platforms.py``)."""
     lstm = rnnjax.lstm(512)  # a step of B=64 projects 64 x 2048 floats = 512 KiB
     assert _chunk_for(lstm, 256, 64, 512) == 16  # 128 MiB
     assert _chunk_for(lstm, 250, 64, 512) == 10  # no divisor in [8, 16] but 10
@@ -498,5 +499,3 @@ def test_projection_chunk_rule(monkeypatch):
     # 1536 columns, 384 KiB a step: 21 steps, and 16 the divisor of 256 below
     assert _chunk_for(rnnjax.gru(512), 256, 64, 512) == 16
     assert _chunk_for(rnnjax.gru(512, reset_after=False), 256, 64, 512) is None
-    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    assert _chunk_for(lstm, 256, 64, 512) is None

@@ -11,6 +11,8 @@ kernels pass the real compilers' front ends (Triton's power-of-two tiles, Mosaic
 
 from __future__ import annotations
 
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,7 +20,7 @@ import pytest
 
 import rnnjax
 from rnnjax import kernels
-from rnnjax.kernels import Pallas, fused_recurrence, pallas_gpu, pallas_tpu
+from rnnjax.kernels import Pallas, chips, fused_recurrence, pallas_gpu, pallas_tpu
 from tests.conftest import randomize
 from tests.kernels._compare import (
     assert_tree_close,
@@ -212,25 +214,26 @@ def test_auto_never_picks_pallas_on_cpu():
 
 
 def test_auto_does_not_pick_pallas_before_hardware_checks():
-    assert not kernels.AUTO_PALLAS_BACKENDS
+    assert not kernels.AUTO_PALLAS_PLATFORMS
 
 
-def test_auto_picks_pallas_on_verified_backends(monkeypatch):
-    monkeypatch.setattr(kernels, "AUTO_PALLAS_BACKENDS", frozenset({"cpu"}))
+def test_auto_picks_pallas_on_verified_platforms(monkeypatch):
+    monkeypatch.setattr(kernels, "AUTO_PALLAS_PLATFORMS", frozenset({"tpu", "cuda"}))
     chosen = kernels.select(rnnjax.lstm(4), "auto")
-    assert chosen.func is kernels.pallas_recurrence
-    assert chosen.keywords == {"options": Pallas(), "fallback": fused_recurrence}
+    assert chosen.func is kernels.auto_pallas_recurrence
+    assert chosen.keywords == {"platforms": ("cuda", "tpu")}
     assert kernels.select(rnnjax.lstm(4, peephole=True), "auto") is fused_recurrence
 
 
 def test_too_large_for_tpu_vmem(monkeypatch):
-    """A shape whose ``W_h`` does not fit: ``impl="pallas"`` raises; the fallback
-    that ``"auto"`` passes runs ``fused``."""
-    monkeypatch.setattr(pallas_tpu, "_DEFAULT_VMEM", 1 << 16)
+    """A shape whose ``W_h`` does not fit the target's VMEM: ``impl="pallas"``
+    raises; the fallback that ``"auto"`` passes runs ``fused``."""
+    tiny = chips.Chip("v4", "tpu", "TPU v4", 1 << 16)
+    monkeypatch.setitem(chips.CHIPS, "v4", tiny)
     cell = rnnjax.lstm(5)
     params = cell.init(jax.random.key(0), IN)
     xs = jnp.ones((2, T, IN))
-    pallas = Pallas(flavour="tpu", interpret=True)
+    pallas = Pallas(flavour="tpu", interpret=True, target="v4")
     with pytest.raises(ValueError, match="VMEM"):
         rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(impl=pallas))
     zs, bias = cell.project_split(params, jnp.moveaxis(xs, 1, 0))
@@ -325,23 +328,49 @@ def test_cross_lowering(name, dtype, target):
 
 
 def test_gpu_plan_picks_design():
-    """``sequence`` while ``W_h`` fits one program, ``stepwise`` above."""
+    """``sequence`` while ``W_h`` fits one block's shared memory of the target
+    chip (the A100's 163 KiB by default), ``stepwise`` above; a named design
+    that does not fit is refused with the reason."""
 
-    def design(H, dtype):
+    def design(H, dtype, kind="lstm", **options):
         p = pallas_gpu.plan(
-            kind="lstm",
+            kind=kind,
             T=8,
             B=4,
             H=H,
             compute_dtype=jnp.dtype(dtype),
             out_dtype=jnp.dtype(jnp.float32),
             seq_dtypes=(jnp.dtype(jnp.float32),) * 2,
-            options=Pallas(flavour="gpu", interpret=False),
+            options=Pallas(flavour="gpu", interpret=False, **options),
             unroll=1,
         )
-        return p.design, p.Hp
+        return p if isinstance(p, str) else (p.design, p.Hp)
 
     assert design(64, jnp.float32) == ("sequence", 64)
     assert design(65, jnp.float32) == ("stepwise", 128)
-    assert design(100, jnp.bfloat16) == ("stepwise", 128)
+    assert design(100, jnp.bfloat16) == ("sequence", 128)
     assert design(5, jnp.float32) == ("sequence", 16)
+    assert design(128, jnp.float32, "gru") == ("stepwise", 128)  # 208 KiB
+    assert design(128, jnp.float32, "gru", target="sm_90") == ("sequence", 128)
+    refusal = design(256, jnp.float32, gpu_design="sequence", target="sm_90")
+    assert "1056 KiB at H=256 in float32, more than the 227 KiB" in refusal
+
+
+def test_shared_memory_model_matches_what_triton_asked():
+    """Bytes Triton requested (compiled deviceless for sm_80 and sm_90)."""
+    f32, bf16 = jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16)
+    asked = {
+        ("lstm", 128, f32): 278528,
+        ("lstm", 256, f32): 1081344,
+        ("lstm", 256, bf16): 548864,
+        ("gru", 128, f32): 212992,
+        ("gru", 256, f32): 819200,
+        ("gru", 256, bf16): 417792,
+    }
+    for (kind, H, dtype), n in asked.items():
+        assert pallas_gpu.sequence_shared_bytes(kind, H, dtype) == n
+
+
+def test_capacity_table_in_the_docs_is_current():
+    docs = (pathlib.Path(__file__).parents[2] / "docs" / "kernels.md").read_text()
+    assert chips.capacity_table() in docs
