@@ -272,11 +272,11 @@ def _valid_mask(num_steps, lengths):
 
 
 def _zero_padding(xs, valid):
-    """Time-major ``xs (T, *B, ...)`` with zeros at padded steps (``valid``
-    ``(T, *B)`` false): NaN or inf there would reach every derivative, since the
-    reverse pass of a ``where`` multiplies the unselected branch's derivatives by
-    zero, and ``0 * nan`` is NaN. Padded steps' outputs and carries are discarded
-    anyway, so their values do not change."""
+    """``xs`` with zeros at padded steps, where ``valid`` (``xs``'s leading axes:
+    ``(T, *B)`` time-major, ``(*B, T)`` batch-major) is false. NaN or inf there
+    would reach every derivative: the reverse pass of a ``where`` multiplies the
+    unselected branch's derivatives by zero, and ``0 * nan`` is NaN. Padded
+    steps' outputs and carries are discarded anyway."""
     mask = valid.reshape(valid.shape + (1,) * (xs.ndim - valid.ndim))
     return jnp.where(mask, xs, jnp.zeros((), xs.dtype))
 
