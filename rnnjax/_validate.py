@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rnnjax.cells.base import Cell
 
@@ -16,6 +17,29 @@ def check_cell(cell, argname: str = "cell") -> None:
         )
 
 
+def check_not_foreign(x, argname: str) -> None:
+    """Raises TypeError naming ``argname`` for another framework's tensor (PyTorch,
+    TensorFlow, ...): anything with a ``shape`` and a ``dtype`` that is neither a
+    JAX nor a NumPy array.
+
+    Not converted: ``jax.jit`` refuses such tensors as arguments, so a silent
+    conversion here would make code that runs eagerly fail under ``jit``; it
+    would also copy the tensor off its device on every call and drop its
+    autograd graph without a word.
+    """
+    if isinstance(x, jax.Array | np.ndarray | np.generic | jax.ShapeDtypeStruct):
+        return
+    if hasattr(x, "shape") and hasattr(x, "dtype"):
+        cls = type(x)
+        hint = ""
+        if cls.__module__.split(".")[0] == "torch":
+            hint = " (convert it first: jnp.asarray(t.detach().cpu().numpy()))"
+        raise TypeError(
+            f"{argname}: expected a JAX or NumPy array, got "
+            f"{cls.__module__}.{cls.__qualname__}{hint}"
+        )
+
+
 def check_xs(xs, time_major: bool, event_ndim: int = 1):
     """Returns ``(T, batch_shape, carry_batch_shape)`` of ``xs``.
 
@@ -23,6 +47,7 @@ def check_xs(xs, time_major: bool, event_ndim: int = 1):
     ``event_ndim`` axes of one step's input (features last; a convolutional cell has
     spatial axes before them). The carry's leading shape is ``(*B, *E[:-1])``.
     """
+    check_not_foreign(xs, "xs")
     if not hasattr(xs, "shape") or not hasattr(xs, "dtype"):
         raise TypeError(f"xs: expected an array, got {type(xs).__name__}")
     event = "I" if event_ndim == 1 else "*S, C"
@@ -60,6 +85,7 @@ def check_lengths_arg(seq_lengths, batch_shape, num_steps):
     """Validates ``seq_lengths (*B,)`` (integers) and clips it to ``[0, T]``."""
     if seq_lengths is None:
         return None
+    check_not_foreign(seq_lengths, "seq_lengths")
     if not hasattr(seq_lengths, "dtype"):
         seq_lengths = jnp.asarray(seq_lengths)
     if not jnp.issubdtype(seq_lengths.dtype, jnp.integer):
@@ -79,6 +105,7 @@ def check_resets(resets, batch_shape, num_steps, time_major: bool):
     it time-major ``(T, *B)``."""
     if resets is None:
         return None
+    check_not_foreign(resets, "resets")
     if not hasattr(resets, "dtype"):
         resets = jnp.asarray(resets)
     if resets.dtype != jnp.bool_:

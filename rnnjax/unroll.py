@@ -93,6 +93,8 @@ def unroll(
         Outputs past a sequence's length are zero and leave its carry unchanged, so
         the returned carry is the one after its last valid step. Lengths outside
         ``[0, T]`` are clipped (``rnnjax.check_lengths`` makes them an error).
+        The inputs of padded steps are never read: NaN or inf there changes no
+        output and no derivative.
       reverse: run from the end of each sequence to its start; with
         ``seq_lengths`` only the valid prefix is reversed. Outputs stay aligned
         with the inputs.
@@ -139,6 +141,9 @@ def unroll(
     resets = _validate.check_resets(resets, batch_shape, num_steps, time_major)
 
     if cudnn:
+        if lengths is not None:  # as below; (*B, T) when batch-major
+            valid = _valid_mask(num_steps, lengths)
+            xs = _zero_padding(xs, valid if time_major else jnp.moveaxis(valid, 0, -1))
         empty = not (num_steps and math.prod(batch_shape))
         return _cudnn_unroll(
             cell, params, carry, xs, lengths, reverse, time_major, empty
@@ -150,7 +155,10 @@ def unroll(
     if reverse:
         order = _reversal(num_steps, batch_shape, lengths)
         xs, resets = _permute(xs, order), _permute(resets, order)
-    valid = None if lengths is None else _valid_mask(num_steps, lengths)
+    valid = None
+    if lengths is not None:
+        valid = _valid_mask(num_steps, lengths)
+        xs = _zero_padding(xs, valid)
     masks = dict(valid=valid, resets=resets, rec_mask=rec_mask)
     if options.remat is not None:
         carry, ys = _remat.run(
@@ -261,6 +269,16 @@ def _valid_mask(num_steps, lengths):
     """``(T, *B)``: step ``t`` is inside sequence ``b``."""
     steps = jnp.arange(num_steps).reshape((num_steps,) + (1,) * lengths.ndim)
     return steps < lengths[None]
+
+
+def _zero_padding(xs, valid):
+    """``xs`` with zeros at padded steps, where ``valid`` (``xs``'s leading axes:
+    ``(T, *B)`` time-major, ``(*B, T)`` batch-major) is false. NaN or inf there
+    would reach every derivative: the reverse pass of a ``where`` multiplies the
+    unselected branch's derivatives by zero, and ``0 * nan`` is NaN. Padded
+    steps' outputs and carries are discarded anyway."""
+    mask = valid.reshape(valid.shape + (1,) * (xs.ndim - valid.ndim))
+    return jnp.where(mask, xs, jnp.zeros((), xs.dtype))
 
 
 def _reversal(num_steps, batch_shape, lengths):

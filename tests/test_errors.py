@@ -3,6 +3,7 @@ the expected and the received."""
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import rnnjax
@@ -191,3 +192,81 @@ def test_cell_init_needs_a_key(key):
 def test_cell_init_needs_a_positive_input_size():
     with pytest.raises(ValueError, match="input_size: expected a positive int"):
         rnnjax.lstm(H).init(jax.random.key(0), 0)
+
+
+# ------------------------------------------------------------ structures (issue 14)
+
+
+@pytest.mark.parametrize(
+    "layers, bidirectional, given, match",
+    [
+        (2, True, lambda p: p[:1], r"2 layer\(s\) with 2 direction.*got tuple of 1"),
+        (2, False, lambda p: p + p[:1], r"2 layer\(s\).*got tuple of 3 layer"),
+        (
+            2,
+            True,
+            lambda p: tuple((d[0],) for d in p),
+            r"2 layer\(s\) with 2 direction.*\[1, 1\]",
+        ),
+        (1, False, lambda p: p[0][0], r"1 layer\(s\) with 1 direction.*got dict"),
+    ],
+)
+def test_stack_params_of_another_structure(layers, bidirectional, given, match):
+    model = rnnjax.stack(rnnjax.lstm(H), num_layers=layers, bidirectional=bidirectional)
+    params = given(model.init(jax.random.key(0), INPUT))
+    raises_under_jit(
+        lambda x: model.apply(params, x),
+        jnp.ones((2, 5, INPUT)),
+        exc=ValueError,
+        match="params: expected a tuple of " + match,
+    )
+
+
+def test_bidirectional_layer_params_of_one_direction():
+    layer = rnnjax.stack(rnnjax.gru(H), bidirectional=True).layers[0]
+    params = layer.init(jax.random.key(0), INPUT)
+    with pytest.raises(ValueError, match=r"params: expected a \(forward, backward\)"):
+        layer.apply(params[:1], jnp.ones((2, 5, INPUT)))
+
+
+@pytest.mark.parametrize(
+    "cell, carry, match",
+    [
+        (
+            rnnjax.lstm(H),
+            jnp.zeros((2, H)),
+            r"LSTM.initial_carry, LSTMState\(c=\*, h=\*, gates=None\); got \*$",
+        ),
+        (rnnjax.lstm(H), (jnp.zeros((2, H)),) * 2, r"LSTM.*got \(\*, \*\)"),
+        (
+            rnnjax.gru(H),
+            (jnp.zeros((2, H)),) * 2,
+            r"GRU.initial_carry, \*; got \(\*, \*\)",
+        ),
+    ],
+)
+def test_step_carry_of_another_type(cell, carry, match):
+    params = cell.init(jax.random.key(0), INPUT)
+    with pytest.raises(ValueError, match="carry: expected the structure of " + match):
+        cell.step(params, carry, jnp.ones((2, INPUT)))
+
+
+def test_foreign_arrays_are_named(setup):
+    """A PyTorch tensor as xs, seq_lengths or resets (of unroll, or of an
+    interop model's apply) is refused with the argument's name; NumPy arrays and
+    lists (seq_lengths) are accepted."""
+    torch = pytest.importorskip("torch")
+    cell, params, xs = setup
+    hint = r"got torch.Tensor \(convert it first"
+    with pytest.raises(TypeError, match="xs: expected a JAX or NumPy array, " + hint):
+        rnnjax.unroll(cell, params, torch.ones(2, 5, INPUT))
+    with pytest.raises(TypeError, match="seq_lengths: expected a JAX or NumPy array"):
+        rnnjax.unroll(cell, params, xs, seq_lengths=torch.tensor([1, 2]))
+    with pytest.raises(TypeError, match="resets: expected a JAX or NumPy array"):
+        rnnjax.unroll(cell, params, xs, resets=torch.zeros(2, 5, dtype=torch.bool))
+    model, model_params = rnnjax.interop.from_torch(torch.nn.GRU(INPUT, H))
+    with pytest.raises(TypeError, match="xs: expected a JAX or NumPy array"):
+        model.apply(model_params, torch.ones(5, 2, INPUT))
+    with pytest.raises(TypeError, match="seq_lengths: expected a JAX or NumPy array"):
+        model.apply(model_params, xs.swapaxes(0, 1), seq_lengths=torch.tensor([1, 2]))
+    rnnjax.unroll(cell, params, np.ones((2, 5, INPUT), np.float32), seq_lengths=[1, 2])

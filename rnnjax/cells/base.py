@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from rnnjax.cells.structure import check_carry_structure
+
 Array = jax.Array
 PyTree = Any
 Initializer = Callable[[Array, tuple[int, ...], Any], Array]
@@ -292,7 +294,13 @@ class CellBase(abc.ABC):
         return self._init(key, input_size)
 
     def step(self, params, carry, x):
-        """``recur(params, carry, project(params, x))``."""
+        """``recur(params, carry, project(params, x))`` on one step's ``x (*B, I)``.
+
+        Raises ValueError naming ``carry`` when its pytree structure is not
+        `initial_carry`'s (e.g. a plain ``(c, h)`` for an LSTM, whose carry is an
+        `rnnjax.LSTMState`).
+        """
+        check_carry_structure(self, carry, tuple(jnp.shape(x)[:-1]))
         return self.recur(params, carry, self.project(params, x))
 
     def project(self, params, x):

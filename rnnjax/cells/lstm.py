@@ -76,6 +76,9 @@ class LSTM(FusedFormCell):
       input_activation: ``"tanh"`` (default), ``"relu"``, ``"sigmoid"``, a
         callable, or ``None`` for the identity (NIAF).
       output_activation: as ``input_activation`` (``None``: NOAF).
+      gate_activation: the gates' activation, ``"sigmoid"`` (default; written
+        ``sigmoid`` in the equations), another name or a callable (Flax's
+        ``gate_fn``).
       full_gate_recurrence: FGR, the sigmoid gates of ``t-1`` feed every sigmoid
         gate.
       proj_size: ``P``, LSTMP (Sak et al. 2014; PyTorch's ``proj_size``):
@@ -97,6 +100,7 @@ class LSTM(FusedFormCell):
     output_gate: bool = True
     input_activation: Any = "tanh"
     output_activation: Any = "tanh"
+    gate_activation: Any = "sigmoid"
     full_gate_recurrence: bool = False
     proj_size: int | None = None
     layer_norm: bool = False
@@ -126,6 +130,7 @@ class LSTM(FusedFormCell):
             )
         resolve_activation(self.input_activation, "input_activation")
         resolve_activation(self.output_activation, "output_activation")
+        resolve_activation(self.gate_activation, "gate_activation")
 
     def _check_chrono(self):
         t_max = self.chrono_init
@@ -264,12 +269,13 @@ class LSTM(FusedFormCell):
             hw = layer_norm(hw, pw["ln_h_scale"], None)
         a = split_gates(z + hw, self.gate_names)
         c_prev = carry.c
+        sigma = resolve_activation(self.gate_activation, "gate_activation")
 
         def gate(name, cell):
             pre = a[name]
             if self.peephole:
                 pre = pre + expand(pw[f"peephole_{name}"], cell.ndim) * cell
-            return jax.nn.sigmoid(pre)
+            return sigma(pre)
 
         i = gate("i", c_prev) if self.input_gate else None
         if self.coupled:
@@ -304,6 +310,7 @@ def lstm(
     output_gate: bool = True,
     input_activation="tanh",
     output_activation="tanh",
+    gate_activation="sigmoid",
     full_gate_recurrence: bool = False,
     proj_size: int | None = None,
     layer_norm: bool = False,
@@ -331,6 +338,7 @@ def lstm(
         output_gate=output_gate,
         input_activation=input_activation,
         output_activation=output_activation,
+        gate_activation=gate_activation,
         full_gate_recurrence=full_gate_recurrence,
         proj_size=proj_size,
         layer_norm=layer_norm,

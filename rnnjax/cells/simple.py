@@ -1,6 +1,7 @@
 """The Elman (simple) RNN.
 
-    h_t = act(x_t @ w_x + b + h_{t-1} @ w_h)
+    h_t = act(x_t @ w_x + b + h_{t-1} @ w_h)            (+ h_{t-1} inside act
+                                                        with residual=True)
 
 Parameters: ``w_x (I, H)``, ``w_h (H, H)``, ``b (H,)`` (PyTorch's ``b_ih + b_hh``).
 Carry: ``h (*B, H)``; output ``y_t = h_t``.
@@ -24,16 +25,21 @@ class SimpleRNN(FusedFormCell):
     ``inits`` (defaults Glorot uniform, orthogonal, zeros):
 
     Attributes:
-      activation: ``"tanh"`` (default) or ``"relu"``.
+      activation: ``"tanh"`` (default), ``"relu"`` (PyTorch's two), or a
+        callable (Flax's ``activation_fn``).
+      residual: add ``h_{t-1}`` to the pre-activation (Flax's ``SimpleCell``
+        ``residual``).
     """
 
-    activation: str = "tanh"
+    activation: Any = "tanh"
+    residual: bool = False
 
     def __post_init__(self):
         super().__post_init__()
-        if self.activation not in ("tanh", "relu"):
+        if not callable(self.activation) and self.activation not in ("tanh", "relu"):
             raise ValueError(
-                f"activation: expected 'tanh' or 'relu', got {self.activation!r}"
+                f"activation: expected 'tanh', 'relu' (PyTorch's two) or a callable, "
+                f"got {self.activation!r}"
             )
 
     def _init(self, key, input_size):
@@ -46,14 +52,16 @@ class SimpleRNN(FusedFormCell):
         return carry
 
     def update(self, pw, carry, z, hw):
-        h = resolve_activation(self.activation, "activation")(z + hw)
+        pre = z + hw + carry if self.residual else z + hw
+        h = resolve_activation(self.activation, "activation")(pre)
         return h, h
 
 
 def simple_rnn(
     hidden_size: int,
-    activation: str = "tanh",
+    activation="tanh",
     *,
+    residual: bool = False,
     dtype: Any = None,
     kernel_init=None,
     recurrent_init=None,
@@ -70,4 +78,5 @@ def simple_rnn(
         dtype=dtype,
         inits=Initializers(kernel_init, recurrent_init, bias_init),
         activation=activation,
+        residual=residual,
     )

@@ -8,7 +8,7 @@
     from rnnjax.flax import linen as rnn
 
     layer = nn.RNN(rnn.Cell(rnnjax.lstm(64, peephole=True)))
-    layer = nn.RNN(rnn.LSTMCell(64, options={"peephole": True}))   # the same
+    layer = nn.RNN(rnn.LSTMCell(64, options={"peephole": True}))  # Flax's inits
 
 `RNN` is a whole `rnnjax.stack` (layers, both directions, dropout) run
 by rnnjax's fused unroll, with ``seq_lengths`` and ``resets``:
@@ -25,30 +25,37 @@ exactly the ``Stack.init`` pytree (``[layer][direction]``). So
 ``layer.stack.apply(variables["params"]["stack"], xs)`` give the module's results,
 and parameters made by rnnjax load into the modules unchanged.
 
-``LSTMCell``, ``GRUCell``, ``SimpleCell``, ``MGUCell`` and ``MUT1Cell``-``MUT3Cell``
-are subclasses of `Cell` (through `FactoryCell`) that build their
-rnnjax cell from ``features`` and an ``options`` mapping of the rnnjax factory's
-keyword arguments: ``LSTMCell(64, options={"peephole": True})`` runs
-``rnnjax.lstm(64, peephole=True)``, and its submodule name is ``LSTMCell_<n>``, as
-Flax's own ``nn.LSTMCell``.
+Carries are Flax's: an LSTM's is the tuple ``(c, h)``, from ``initialize_carry``,
+to and from ``__call__`` (an `rnnjax.LSTMState` is accepted too) and in `RNN`'s
+``carry[layer][direction]``.
+
+The shorthands ``LSTMCell``, ``OptimizedLSTMCell``, ``GRUCell``, ``SimpleCell``,
+``MGUCell`` and ``ConvLSTMCell`` are `FlaxCell` subclasses with the constructor
+arguments of Flax's classes of the same names, in the same order, with Flax's
+defaults and meanings (``dtype`` the computation and output dtype,
+``param_dtype`` the parameters'), plus ``options``: keyword arguments of the
+rnnjax factory, which override what the Flax arguments set, e.g.
+``LSTMCell(64, options={"peephole": True})``. Their submodule names are
+Flax's (``LSTMCell_0``, ...). ``MUT1Cell``-``MUT3Cell`` (no Flax twin) are
+`FactoryCell` subclasses: ``features`` and ``options``. What still differs from
+Flax is listed on the Flax page of the documentation.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 from flax.core import FrozenDict
 
 from rnnjax import _validate
 from rnnjax.cells import base
-from rnnjax.cells.gru import gru, mgu
-from rnnjax.cells.lstm import lstm
 from rnnjax.cells.mut import mut1, mut2, mut3
-from rnnjax.cells.simple import simple_rnn
+from rnnjax.flax import _common as common
 from rnnjax.flax._common import build_stack
 from rnnjax.layers import Stack
 from rnnjax.unroll import UnrollOptions
@@ -56,13 +63,16 @@ from rnnjax.unroll import UnrollOptions
 __all__ = [
     "RNN",
     "Cell",
+    "ConvLSTMCell",
     "FactoryCell",
+    "FlaxCell",
     "GRUCell",
     "LSTMCell",
     "MGUCell",
     "MUT1Cell",
     "MUT2Cell",
     "MUT3Cell",
+    "OptimizedLSTMCell",
     "SimpleCell",
 ]
 
@@ -72,8 +82,9 @@ class Cell(nn.RNNCellBase):
 
     ``__call__(carry, x) -> (carry, y)`` is ``cell.step`` on ``x (*B, I)``;
     ``initialize_carry(rng, input_shape)`` is ``cell.initial_carry(input_shape[:-1])``
-    (zeros; ``rng`` is unused). Use it inside ``nn.RNN`` / ``nn.Bidirectional``,
-    or call it step by step.
+    (zeros; ``rng`` is unused). Carries are in Flax's form: an `rnnjax.LSTMState`
+    is the tuple ``(c, h)``. Use it inside ``nn.RNN`` / ``nn.Bidirectional``, or
+    call it step by step.
 
     Attributes:
       cell: an rnnjax cell, e.g. ``rnnjax.lstm(64)``.
@@ -89,15 +100,14 @@ class Cell(nn.RNNCellBase):
 
     @nn.compact
     def __call__(self, carry, inputs):
-        # Flax checks loaded parameters against init's shapes (ScopeParamShapeError).
-        params = self.param("cell", self.cell.init, inputs.shape[-1])
-        return self.cell.step(params, carry, inputs)
+        params = self.param("cell", self.cell.init, inputs.shape[-1])  # shapes checked
+        return common.flax_step(self.cell, params, carry, inputs)
 
     @nn.nowrap
     def initialize_carry(self, rng, input_shape: tuple[int, ...]):
-        """The cell's zero carry for inputs of shape ``(*B, I)`` (``rng`` unused)."""
+        """The zero carry for inputs ``(*B, I)``, Flax's form (``rng`` unused)."""
         del rng
-        return self.cell.initial_carry(tuple(input_shape[:-1]))
+        return common.to_flax_carry(self.cell.initial_carry(tuple(input_shape[:-1])))
 
     @property
     def num_feature_axes(self) -> int:
@@ -114,8 +124,7 @@ class RNN(nn.Module):
         one per layer, or a composed [`rnnjax.Stack`][rnnjax.Stack] (e.g. of
         `rnnjax.Bidirectional` layers with another merge; the other stack
         arguments then keep their defaults).
-      num_layers:
-        as [`rnnjax.stack`][rnnjax.stack].
+      num_layers: as [`rnnjax.stack`][rnnjax.stack].
       bidirectional: as ``num_layers``.
       dropout: as ``num_layers``.
       input_dropout: as ``num_layers``.
@@ -172,8 +181,8 @@ class RNN(nn.Module):
 
         Args:
           xs: the inputs.
-          carry: initial carries ``carry[layer][direction]`` (zeros when ``None``;
-            see `initial_carry`).
+          carry: initial carries ``carry[layer][direction]``, an LSTM's as ``(c,
+            h)`` (zeros when ``None``; see `initial_carry`).
           seq_lengths, resets: as [`rnnjax.unroll`][rnnjax.unroll], for every layer.
           deterministic: dropout off when true; overrides the attribute.
           return_carry: also return the final carries; overrides the attribute.
@@ -183,6 +192,10 @@ class RNN(nn.Module):
         """
         model = self.stack
         params = self.param("stack", model.init, xs.shape[-1])
+        _, _, carry_batch = _validate.check_xs(
+            xs, model.time_major, model.layers[0].event_ndim
+        )
+        carry = common.stack_from_flax(model, carry, carry_batch)
         training = False
         if model.has_dropout:
             training = not nn.merge_param(
@@ -200,12 +213,13 @@ class RNN(nn.Module):
             options=self.options,
         )
         return_carry = self.return_carry if return_carry is None else return_carry
-        return (carry, ys) if return_carry else ys
+        return (common.stack_to_flax(carry), ys) if return_carry else ys
 
     @nn.nowrap
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32):
-        """Zero carries ``carry[layer][direction]`` for batch shape ``B``."""
-        return self.stack.initial_carry(batch_shape, dtype)
+        """Zero carries ``carry[layer][direction]`` for batch shape ``B`` (an
+        LSTM's as ``(c, h)``)."""
+        return common.stack_to_flax(self.stack.initial_carry(batch_shape, dtype))
 
 
 # --------------------------------------------------------------------- shorthands
@@ -214,8 +228,8 @@ class RNN(nn.Module):
 class FactoryCell(Cell):
     """A `Cell` whose rnnjax cell is built from ``features`` and
     ``options`` by `make_cell` (its ``factory`` by default); the base of
-    `LSTMCell` and the other shorthands. A subclass sets ``factory`` or overrides
-    `make_cell` (and may add fields).
+    ``MUT1Cell``-``MUT3Cell``. A subclass sets ``factory`` or overrides `make_cell`
+    (and may add fields).
 
     Attributes:
       features: ``H``, the hidden size.
@@ -247,30 +261,6 @@ class FactoryCell(Cell):
         return self.factory(self.features, **self.options)
 
 
-class LSTMCell(FactoryCell):
-    """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.lstm(features, **options)``."""
-
-    factory = staticmethod(lstm)
-
-
-class GRUCell(FactoryCell):
-    """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.gru(features, **options)``."""
-
-    factory = staticmethod(gru)
-
-
-class SimpleCell(FactoryCell):
-    """`Cell` of ``rnnjax.simple_rnn(features, **options)``."""
-
-    factory = staticmethod(simple_rnn)
-
-
-class MGUCell(FactoryCell):
-    """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mgu(features, **options)``."""
-
-    factory = staticmethod(mgu)
-
-
 class MUT1Cell(FactoryCell):
     """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mut1(features, **options)``."""
 
@@ -287,3 +277,224 @@ class MUT3Cell(FactoryCell):
     """[`Cell`][rnnjax.flax.linen.Cell] of ``rnnjax.mut3(features, **options)``."""
 
     factory = staticmethod(mut3)
+
+
+class FlaxCell(Cell):
+    """A `Cell` with Flax's contract for the arguments of Flax's own cells: the
+    base of `LSTMCell`, `GRUCell`, `SimpleCell`, `MGUCell` and `ConvLSTMCell`.
+
+    A subclass declares Flax's fields (``features``, Flax's arguments in Flax's
+    order, ``options``) and sets ``factory(features, args, options)``, which
+    builds the rnnjax cell from ``args``, the fields named in ``flax_args``.
+    Parameters are ``cell.init``'s cast to ``param_dtype``; a step computes in
+    `compute_dtype`, each carry leaf out in the promotion of that dtype and the
+    leaf's (Flax's arithmetic); ``initialize_carry`` draws each leaf with
+    ``carry_init(key, shape, param_dtype)``.
+    """
+
+    cell: Any = dataclasses.field(init=False)
+
+    #: ``factory(features, args, options) -> rnnjax cell``.
+    factory: ClassVar[Callable | None] = None
+    #: The fields passed to ``factory`` in ``args``.
+    flax_args: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self):
+        self.options = FrozenDict(self.options)
+        self.cell = self.make_cell()
+        super().__post_init__()
+
+    @nn.nowrap
+    def make_cell(self):
+        """``factory(features, args, options)``; override it for another build."""
+        if self.factory is None:
+            raise TypeError(
+                f"{type(self).__name__}: a FlaxCell subclass sets `factory` or "
+                f"overrides `make_cell`"
+            )
+        args = {name: getattr(self, name) for name in self.flax_args}
+        return self.factory(self.features, args, dict(self.options))
+
+    @nn.nowrap
+    def compute_dtype(self, inputs_dtype):
+        """``dtype``, else the promotion of the inputs' and ``param_dtype``."""
+        return common.compute_dtype(self.dtype, inputs_dtype, self.param_dtype)
+
+    @nn.compact
+    def __call__(self, carry, inputs):
+        params = self.param("cell", self._init_params, inputs.shape[-1])
+        dtype = self.compute_dtype(inputs.dtype)
+        return common.flax_step(self.cell, params, carry, inputs, dtype)
+
+    @nn.nowrap
+    def _init_params(self, key, input_size):
+        return common.cast_params(self.cell.init(key, input_size), self.param_dtype)
+
+    @nn.nowrap
+    def initialize_carry(self, rng, input_shape: tuple[int, ...]):
+        """The carry for inputs ``(*B, I)``: ``carry_init(key, shape,
+        param_dtype)`` for each leaf (an LSTM's ``(c, h)`` from ``split(rng)``)."""
+
+        def keys(n):
+            return [rng] * n if rng is None or n == 1 else jax.random.split(rng, n)
+
+        return common.initial_flax_carry(
+            self.cell, input_shape, self.carry_init, keys, self.param_dtype
+        )
+
+
+_LSTM_ARGS = (
+    "gate_fn",
+    "activation_fn",
+    "kernel_init",
+    "recurrent_kernel_init",
+    "bias_init",
+    "dtype",
+    "param_dtype",
+)
+
+
+class _GatedFields(FlaxCell):
+    """The fields of Flax's ``LSTMCell`` and ``GRUCell``."""
+
+    features: int
+    gate_fn: Callable[..., Any] = jax.nn.sigmoid
+    activation_fn: Callable[..., Any] = jnp.tanh
+    kernel_init: Callable = common.lecun_normal
+    recurrent_kernel_init: Callable = common.orthogonal
+    bias_init: Callable = common.zeros
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    carry_init: Callable = common.zeros
+    options: Mapping[str, Any] = FrozenDict()
+
+    flax_args = _LSTM_ARGS
+
+
+class LSTMCell(_GatedFields):
+    """Flax's ``nn.LSTMCell``: ``rnnjax.lstm`` (fused kernels) with Flax's
+    arguments and defaults.
+
+    Attributes:
+      features: ``H``.
+      gate_fn: the gates' activation (sigmoid).
+      activation_fn: of the candidate and the output (tanh).
+      kernel_init, recurrent_kernel_init, bias_init: of each gate's input kernel
+        ``(I, H)`` (LeCun normal), recurrent kernel ``(H, H)`` (orthogonal) and
+        bias ``(H,)`` (zeros: no forget bias, as Flax).
+      dtype: the computation and output dtype (default: inputs' and params').
+      param_dtype: the parameters' dtype (float32).
+      carry_init: of each carry leaf (zeros).
+      options: keyword arguments of `rnnjax.lstm`, over the above (e.g.
+        ``{"peephole": True}``, ``{"forget_bias": 1.0}``).
+
+    Parameters: ``params["cell"]``, `rnnjax.lstm`'s ``w_x (I, 4H)``, ``w_h (H,
+    4H)``, ``b (4H,)``, gates ``i, f, g, o``.
+    """
+
+    factory = staticmethod(common.flax_lstm)
+
+
+class OptimizedLSTMCell(LSTMCell):
+    """Flax's ``nn.OptimizedLSTMCell``: `LSTMCell` (the fused kernels are the
+    optimisation)."""
+
+
+class GRUCell(_GatedFields):
+    """Flax's ``nn.GRUCell``: ``rnnjax.gru`` (reset after the product, with its
+    bias ``b_hn``) with Flax's arguments and defaults; the attributes as
+    `LSTMCell`'s (``gate_fn`` of ``r, z``, ``activation_fn`` of ``n``;
+    ``options`` of `rnnjax.gru`).
+
+    Parameters: ``params["cell"]``, ``w_x (I, 3H)``, ``w_h (H, 3H)``, ``b (3H,)``,
+    ``b_hn (H,)``, gates ``r, z, n``.
+    """
+
+    factory = staticmethod(common.flax_gru)
+
+
+class SimpleCell(FlaxCell):
+    """Flax's ``nn.SimpleCell``: ``rnnjax.simple_rnn`` with Flax's arguments and
+    defaults (``residual`` adds ``h`` to the pre-activation; ``options`` of
+    `rnnjax.simple_rnn`). Parameters: ``w_x (I, H)``, ``w_h (H, H)``, ``b (H,)``."""
+
+    features: int
+    activation_fn: Callable[..., Any] = jnp.tanh
+    kernel_init: Callable = common.lecun_normal
+    recurrent_kernel_init: Callable = common.orthogonal
+    bias_init: Callable = common.zeros
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    carry_init: Callable = common.zeros
+    residual: bool = False
+    options: Mapping[str, Any] = FrozenDict()
+
+    factory = staticmethod(common.flax_simple)
+    flax_args = (*_LSTM_ARGS[1:], "residual")
+
+
+class MGUCell(FlaxCell):
+    """Flax's ``nn.MGUCell``: ``rnnjax.mgu(reset_after=True, gate_keeps=True)``
+    (Flax's form: ``n = act(a_n + f * (h W_hn + b_hn))``, ``h' = (1 - f) n + f h``)
+    with Flax's arguments and defaults: the forget gate's bias from
+    ``forget_bias_init`` (ones), the candidate's and ``b_hn`` from
+    ``activation_bias_init`` (zeros); ``reset_gate=False`` drops the reset (and
+    ``b_hn``). Parameters: ``w_x (I, 2H)``, ``w_h (H, 2H)``, ``b (2H,)`` (gates
+    ``f, n``), ``b_hn (H,)``.
+    """
+
+    features: int
+    gate_fn: Callable[..., Any] = jax.nn.sigmoid
+    activation_fn: Callable[..., Any] = jnp.tanh
+    kernel_init: Callable = common.lecun_normal
+    recurrent_kernel_init: Callable = common.orthogonal
+    forget_bias_init: Callable = common.ones
+    activation_bias_init: Callable = common.zeros
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    carry_init: Callable = common.zeros
+    reset_gate: bool = True
+    options: Mapping[str, Any] = FrozenDict()
+
+    factory = staticmethod(common.flax_mgu)
+    flax_args = (
+        "gate_fn",
+        "activation_fn",
+        "kernel_init",
+        "recurrent_kernel_init",
+        "forget_bias_init",
+        "activation_bias_init",
+        "dtype",
+        "param_dtype",
+        "reset_gate",
+    )
+
+
+class ConvLSTMCell(FlaxCell):
+    """Flax's ``nn.ConvLSTMCell``: ``rnnjax.conv_lstm(features, kernel_size,
+    peephole=False)`` on ``x (*B, *S, C)`` with Flax's arguments (``strides``
+    None or 1 and ``padding="SAME"`` only, ``use_bias=True`` only: the state keeps
+    its spatial shape). Parameters: ``w_x (*W, C, 4H)``, ``w_h (*W, H, 4H)``,
+    ``b (4H,)`` (gates ``i, f, g, o``; the forget block starts at 1, where Flax
+    adds 1 in the step).
+    """
+
+    features: int
+    kernel_size: Sequence[int]
+    strides: Sequence[int] | None = None
+    padding: Any = "SAME"
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    carry_init: Callable = common.zeros
+    options: Mapping[str, Any] = FrozenDict()
+
+    factory = staticmethod(common.flax_conv_lstm)
+    flax_args = (
+        "kernel_size",
+        "strides",
+        "padding",
+        "use_bias",
+        "dtype",
+        "param_dtype",
+    )

@@ -33,14 +33,25 @@ pytree-valued Param back as an ``nnx.State`` (the pytree's dicts and tuples beco
 State nodes), which changes the model's structure after one step and breaks
 ``jax.lax.scan`` / ``nnx.jit`` training loops (flax 0.12).
 
-``LSTMCell``, ``GRUCell``, ``SimpleCell``, ``MGUCell`` and ``MUT1Cell``-``MUT3Cell``
-are subclasses of [`Cell`][rnnjax.flax.nnx.Cell] with the signature of ``nnx.LSTMCell``
-(``in_features, hidden_features, *, rngs``) plus the rnnjax factory's keyword
-arguments, e.g. ``LSTMCell(32, 64, peephole=True, rngs=rngs)`` holds
-``rnnjax.lstm(64, peephole=True)``.
+Carries are Flax's: an LSTM's is the tuple ``(c, h)``, from ``initialize_carry``,
+to and from ``__call__`` (an `rnnjax.LSTMState` is accepted too) and in `RNN`'s
+``carry[layer][direction]``.
+
+``LSTMCell``, ``OptimizedLSTMCell``, ``GRUCell`` and ``SimpleCell`` take the
+arguments of Flax's ``nnx`` classes of the same names (``in_features,
+hidden_features, *, gate_fn, ..., rngs``) with their defaults and meanings;
+``MGUCell`` and ``ConvLSTMCell`` those of Flax's linen classes, after
+``in_features``; every other keyword argument goes to the rnnjax factory, e.g.
+``LSTMCell(32, 64, peephole=True, rngs=rngs)``. ``MUT1Cell``-``MUT3Cell`` hold
+``rnnjax.mut1(hidden_features, **options)``, .... What still differs from Flax is
+listed on the Flax page of the documentation.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
@@ -48,22 +59,23 @@ from flax import nnx
 
 from rnnjax import _validate
 from rnnjax.cells import base
-from rnnjax.cells.gru import gru, mgu
-from rnnjax.cells.lstm import lstm
 from rnnjax.cells.mut import mut1, mut2, mut3
-from rnnjax.cells.simple import simple_rnn
+from rnnjax.flax import _common as common
 from rnnjax.flax._common import build_stack
 from rnnjax.unroll import UnrollOptions
 
 __all__ = [
     "RNN",
     "Cell",
+    "ConvLSTMCell",
+    "FlaxCell",
     "GRUCell",
     "LSTMCell",
     "MGUCell",
     "MUT1Cell",
     "MUT2Cell",
     "MUT3Cell",
+    "OptimizedLSTMCell",
     "SimpleCell",
 ]
 
@@ -74,7 +86,8 @@ class Cell(nnx.RNNCellBase):
     ``__call__(carry, x) -> (carry, y)`` is ``cell.step`` on ``x (*B, I)``;
     ``initialize_carry(input_shape, rngs=None, carry_init=None)`` is
     ``cell.initial_carry(input_shape[:-1])`` (zeros), or ``carry_init(key, shape,
-    dtype)`` on each of its leaves when given (keys from ``rngs.carry``).
+    dtype)`` on each of its leaves when given (keys from ``rngs.carry``); in
+    Flax's form (an `rnnjax.LSTMState` as ``(c, h)``).
 
     Args:
       cell: an rnnjax cell, e.g. ``rnnjax.lstm(64)``.
@@ -95,7 +108,12 @@ class Cell(nnx.RNNCellBase):
     def __call__(self, carry, inputs):
         params = self.get_params()
         base.check_params(self.cell, params, inputs.shape[-1])
-        return self.cell.step(params, carry, inputs)
+        dtype = self.compute_dtype(inputs.dtype)
+        return common.flax_step(self.cell, params, carry, inputs, dtype)
+
+    def compute_dtype(self, inputs_dtype):
+        """The computation dtype (``None``: rnnjax's, the cell's ``dtype``)."""
+        del inputs_dtype
 
     def get_params(self):
         """The parameters as the plain pytree of ``cell.init``."""
@@ -112,13 +130,22 @@ class Cell(nnx.RNNCellBase):
         carry_init=None,
     ):
         """The carry for inputs of shape ``(*B, I)``: zeros, or ``carry_init``."""
-        carry = self.cell.initial_carry(tuple(input_shape[:-1]))
-        if carry_init is None:
-            return carry
+        carry_init = carry_init or getattr(self, "carry_init", None)
         stream = rngs.carry if isinstance(rngs, nnx.Rngs) else rngs
         if stream is None:
-            raise ValueError("rngs: carry_init needs an Rngs or RngStream, got None")
-        return jax.tree.map(lambda c: carry_init(stream(), c.shape, c.dtype), carry)
+            stream = getattr(self, "rngs", None)
+
+        def keys(n):
+            if stream is None:
+                raise ValueError(
+                    "rngs: carry_init needs an Rngs or RngStream, got None"
+                )
+            return [stream() for _ in range(n)]
+
+        dtype = getattr(self, "param_dtype", jnp.float32)
+        return common.initial_flax_carry(
+            self.cell, input_shape, carry_init, keys, dtype
+        )
 
     @property
     def num_feature_axes(self) -> int:
@@ -213,8 +240,8 @@ class RNN(nnx.Module):
 
         Args:
           xs: the inputs.
-          carry: initial carries ``carry[layer][direction]`` (zeros when ``None``;
-            see `initial_carry`).
+          carry: initial carries ``carry[layer][direction]``, an LSTM's as ``(c,
+            h)`` (zeros when ``None``; see `initial_carry`).
           seq_lengths, resets: as [`rnnjax.unroll`][rnnjax.unroll], for every layer.
           deterministic: dropout off when true; overrides the attribute.
           return_carry: also return the final carries; overrides the attribute.
@@ -226,6 +253,10 @@ class RNN(nnx.Module):
         """
         model = self.stack
         training = model.has_dropout and not self._deterministic(deterministic)
+        _, _, carry_batch = _validate.check_xs(
+            xs, model.time_major, model.layers[0].event_ndim
+        )
+        carry = common.stack_from_flax(model, carry, carry_batch)
         carry, ys = model.apply(
             self.get_params(),
             xs,
@@ -237,7 +268,7 @@ class RNN(nnx.Module):
             options=self.options,
         )
         return_carry = self.return_carry if return_carry is None else return_carry
-        return (carry, ys) if return_carry else ys
+        return (common.stack_to_flax(carry), ys) if return_carry else ys
 
     def get_params(self):
         """The parameters as the plain pytree of ``stack.init``."""
@@ -248,8 +279,9 @@ class RNN(nnx.Module):
         _assign(self.params, params)
 
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32):
-        """Zero carries ``carry[layer][direction]`` for batch shape ``B``."""
-        return self.stack.initial_carry(batch_shape, dtype)
+        """Zero carries ``carry[layer][direction]`` for batch shape ``B`` (an
+        LSTM's as ``(c, h)``)."""
+        return common.stack_to_flax(self.stack.initial_carry(batch_shape, dtype))
 
     def set_view(self, deterministic: bool | None = None):
         """Used by ``nnx.view``: ``deterministic=True`` turns dropout off."""
@@ -314,41 +346,131 @@ def _assign(tree, params) -> None:
 # --------------------------------------------------------------------- shorthands
 
 
-class LSTMCell(Cell):
-    """[`Cell`][rnnjax.flax.nnx.Cell] of ``rnnjax.lstm(hidden_features, **options)``."""
+class FlaxCell(Cell):
+    """A `Cell` with the arguments of Flax's cell of the same name: the base of
+    `LSTMCell`, `GRUCell`, `SimpleCell`, `MGUCell` and `ConvLSTMCell`.
+
+    ``__init__(in_features, hidden_features, *, <Flax's arguments>, carry_init,
+    keep_rngs, rngs, **options)``: Flax's arguments are the keys of the class's
+    ``defaults`` (the values their defaults); ``options`` go to the rnnjax
+    factory, over what Flax's arguments set. The class's ``factory(H, args,
+    options)`` builds the rnnjax cell. Parameters are ``cell.init``'s cast to
+    ``param_dtype``; a step computes in `compute_dtype`, each carry leaf out in
+    the promotion of that dtype and the leaf's (Flax's arithmetic);
+    ``initialize_carry`` draws each leaf with ``carry_init(key, shape,
+    param_dtype)`` (zeros by default).
+    """
+
+    #: ``factory(hidden_features, args, options) -> rnnjax cell``.
+    factory: ClassVar[Callable | None] = None
+    #: Flax's arguments and their defaults.
+    defaults: ClassVar[Mapping[str, Any]] = MappingProxyType({})
 
     def __init__(
-        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
+        self,
+        in_features: int,
+        hidden_features: int,
+        *,
+        carry_init=None,
+        keep_rngs: bool = False,
+        rngs: nnx.Rngs,
+        **kwargs,
     ):
-        super().__init__(lstm(hidden_features, **options), in_features, rngs=rngs)
+        args = {k: kwargs.pop(k, v) for k, v in self.defaults.items()}
+        self.hidden_features = hidden_features
+        self.dtype, self.param_dtype = args["dtype"], args["param_dtype"]
+        self.carry_init = carry_init
+        self.rngs = rngs.carry.fork() if keep_rngs else nnx.data(None)
+        super().__init__(
+            type(self).factory(hidden_features, args, kwargs), in_features, rngs=rngs
+        )
+        params = common.cast_params(self.get_params(), self.param_dtype)
+        self.params = _wrap(params)
+
+    def compute_dtype(self, inputs_dtype):
+        """``dtype``, else the promotion of the inputs' and ``param_dtype``."""
+        return common.compute_dtype(self.dtype, inputs_dtype, self.param_dtype)
 
 
-class GRUCell(Cell):
-    """[`Cell`][rnnjax.flax.nnx.Cell] of ``rnnjax.gru(hidden_features, **options)``."""
-
-    def __init__(
-        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
-    ):
-        super().__init__(gru(hidden_features, **options), in_features, rngs=rngs)
-
-
-class SimpleCell(Cell):
-    """`Cell` of ``rnnjax.simple_rnn(hidden_features, **options)``."""
-
-    def __init__(
-        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
-    ):
-        cell = simple_rnn(hidden_features, **options)
-        super().__init__(cell, in_features, rngs=rngs)
+_GATED = MappingProxyType(
+    dict(
+        gate_fn=jax.nn.sigmoid,
+        activation_fn=jnp.tanh,
+        kernel_init=common.lecun_normal,
+        recurrent_kernel_init=common.orthogonal,
+        bias_init=common.zeros,
+        dtype=None,
+        param_dtype=jnp.float32,
+    )
+)
 
 
-class MGUCell(Cell):
-    """[`Cell`][rnnjax.flax.nnx.Cell] of ``rnnjax.mgu(hidden_features, **options)``."""
+class LSTMCell(FlaxCell):
+    """Flax's ``nnx.LSTMCell``: ``rnnjax.lstm`` (fused kernels) with Flax's
+    arguments and defaults: ``gate_fn`` (sigmoid), ``activation_fn`` (tanh),
+    ``kernel_init`` (LeCun normal), ``recurrent_kernel_init`` (orthogonal) and
+    ``bias_init`` (zeros: no forget bias) per gate, ``dtype`` (computation and
+    output; default the inputs' and parameters'), ``param_dtype`` (float32);
+    other keyword arguments are `rnnjax.lstm`'s. Parameters ``w_x (I, 4H)``,
+    ``w_h (H, 4H)``, ``b (4H,)``, gates ``i, f, g, o``."""
 
-    def __init__(
-        self, in_features: int, hidden_features: int, *, rngs: nnx.Rngs, **options
-    ):
-        super().__init__(mgu(hidden_features, **options), in_features, rngs=rngs)
+    factory = staticmethod(common.flax_lstm)
+    defaults = _GATED
+
+
+class OptimizedLSTMCell(LSTMCell):
+    """Flax's ``nnx.OptimizedLSTMCell``: `LSTMCell` (the fused kernels are the
+    optimisation)."""
+
+
+class GRUCell(FlaxCell):
+    """Flax's ``nnx.GRUCell``: ``rnnjax.gru`` (reset after the product) with the
+    arguments and defaults of `LSTMCell`; other keyword arguments are
+    `rnnjax.gru`'s. Parameters ``w_x (I, 3H)``, ``w_h (H, 3H)``, ``b (3H,)`` and
+    ``b_hn (H,)`` (which Flax's NNX cell lacks; zeros at initialisation)."""
+
+    factory = staticmethod(common.flax_gru)
+    defaults = _GATED
+
+
+class SimpleCell(FlaxCell):
+    """Flax's ``nnx.SimpleCell``: ``rnnjax.simple_rnn`` with its arguments and
+    defaults (``dtype`` float32, ``residual`` False, ``activation_fn`` tanh and
+    the initialisers of `LSTMCell`). Parameters ``w_x (I, H)``, ``w_h (H, H)``,
+    ``b (H,)``."""
+
+    factory = staticmethod(common.flax_simple)
+    defaults = MappingProxyType(
+        {k: v for k, v in _GATED.items() if k != "gate_fn"}
+        | {"dtype": jnp.float32, "residual": False}
+    )
+
+
+class MGUCell(FlaxCell):
+    """Flax linen's ``MGUCell`` (NNX has none): ``rnnjax.mgu`` in Flax's form
+    (see [`rnnjax.flax.linen.MGUCell`][rnnjax.flax.linen.MGUCell]) with its
+    arguments and defaults: ``forget_bias_init`` (ones) and
+    ``activation_bias_init`` (zeros) in place of ``bias_init``, and
+    ``reset_gate`` (True)."""
+
+    factory = staticmethod(common.flax_mgu)
+    defaults = MappingProxyType(
+        {k: v for k, v in _GATED.items() if k != "bias_init"}
+        | {"forget_bias_init": common.ones, "activation_bias_init": common.zeros}
+        | {"reset_gate": True}
+    )
+
+
+class ConvLSTMCell(FlaxCell):
+    """Flax linen's ``ConvLSTMCell`` (NNX has none): ``ConvLSTMCell(in_features,
+    hidden_features, kernel_size=..., rngs=...)`` on ``x (*B, *S, C)``, as
+    [`rnnjax.flax.linen.ConvLSTMCell`][rnnjax.flax.linen.ConvLSTMCell]."""
+
+    factory = staticmethod(common.flax_conv_lstm)
+    defaults = MappingProxyType(
+        dict(kernel_size=None, strides=None, padding="SAME", use_bias=True)
+        | {"dtype": None, "param_dtype": jnp.float32}
+    )
 
 
 class MUT1Cell(Cell):

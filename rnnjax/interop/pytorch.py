@@ -230,7 +230,20 @@ def _check_torch_layers(model) -> None:
 
 def _inexpressible(cell) -> list[str]:
     if isinstance(cell, GRU):
-        return [] if cell.reset_after else ["GRU reset_after=False"]
+        defaults = {
+            "reset_after": True,
+            "gate_activation": "sigmoid",
+            "activation": "tanh",
+        }
+        return [
+            f"GRU {k}={getattr(cell, k)!r}"
+            for k, v in defaults.items()
+            if getattr(cell, k) != v
+        ]
+    if isinstance(cell, SimpleRNN):
+        bad = [] if cell.activation in ("tanh", "relu") else ["activation"]
+        bad += ["residual"] if cell.residual else []
+        return [f"SimpleRNN {k}={getattr(cell, k)!r}" for k in bad]
     if not isinstance(cell, LSTM):
         return []
     defaults = {
@@ -241,6 +254,7 @@ def _inexpressible(cell) -> list[str]:
         "output_gate": True,
         "input_activation": "tanh",
         "output_activation": "tanh",
+        "gate_activation": "sigmoid",
         "full_gate_recurrence": False,
         "layer_norm": False,
     }

@@ -239,6 +239,11 @@ class Bidirectional:
                 "carry: expected a (forward, backward) pair of carries (see "
                 f"initial_carry), got {type(carry).__name__} of length {_len(carry)}"
             )
+        if not (isinstance(params, tuple | list) and len(params) == 2):
+            raise ValueError(
+                "params: expected a (forward, backward) pair of cell parameters "
+                f"(see init), got {type(params).__name__} of length {_len(params)}"
+            )
         options = check_options(options)
         finals, outputs = [], []
         for d, layer in enumerate((self.forward, self.backward)):

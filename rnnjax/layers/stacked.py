@@ -172,6 +172,7 @@ class Stack:
         event_ndim = self.layers[0].event_ndim
         num_steps, batch_shape, _ = _validate.check_xs(xs, time_major, event_ndim)
         check_dropout_key(key, training, self.has_dropout, "stack")
+        self._check_params(params)
         self._check_carry(carry)
         resets = _validate.check_resets(resets, batch_shape, num_steps, time_major)
         xs = xs if time_major else jnp.moveaxis(xs, -(event_ndim + 1), 0)
@@ -207,6 +208,17 @@ class Stack:
             xs if time_major else jnp.moveaxis(xs, 0, -(event_ndim + 1))
         )
 
+    def _check_params(self, params) -> None:
+        """``params[layer][direction]`` with this stack's layers and directions."""
+        expected = [len(_directions(layer)) for layer in self.layers]
+        got = _entry_counts(params)
+        if got != expected:
+            raise ValueError(
+                f"params: expected a tuple of {self.num_layers} layer(s) with "
+                f"{_describe(expected)} direction(s) (see init), got "
+                f"{_describe_tree(params, got)}"
+            )
+
     def _check_carry(self, carry) -> None:
         if carry is None:
             return
@@ -236,6 +248,27 @@ def _directions(layer) -> tuple:
 
 def _len(x):
     return len(x) if hasattr(x, "__len__") else "n/a"
+
+
+def _entry_counts(tree):
+    """``[len(tree[i]), ...]`` for a tuple of tuples (``None`` where an entry is
+    not one); ``None`` when ``tree`` is not a tuple or list."""
+    if not isinstance(tree, tuple | list):
+        return None
+    return [len(e) if isinstance(e, tuple | list) else None for e in tree]
+
+
+def _describe(counts) -> str:
+    return str(counts[0]) if len(set(counts)) == 1 else f"{counts} respectively"
+
+
+def _describe_tree(tree, counts) -> str:
+    if counts is None:
+        return type(tree).__name__
+    per_layer = ["not a tuple" if c is None else c for c in counts]
+    return (
+        f"{type(tree).__name__} of {len(counts)} layer(s) with {per_layer} direction(s)"
+    )
 
 
 def stack(

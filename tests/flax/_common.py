@@ -93,6 +93,14 @@ def assert_trees_close(a, b, what, tol=1e-5):
         assert_close(x, y, what, tol)
 
 
+def flax_form(tree):
+    """``tree`` with each `rnnjax.LSTMState` as Flax's tuple ``(c, h)``: what the
+    Flax modules return where rnnjax returns an ``LSTMState``."""
+    is_state = lambda x: isinstance(x, rnnjax.LSTMState)
+    as_tuple = lambda x: tuple(v for v in x if v is not None) if is_state(x) else x
+    return jax.tree.map(as_tuple, tree, is_leaf=is_state)
+
+
 def shapes(tree):
     return jax.tree.map(jnp.shape, tree)
 

@@ -26,6 +26,7 @@ from tests.flax._common import (
     assert_trees_close,
     data,
     fast,
+    flax_form,
     random_init,
     shapes,
     train_adding,
@@ -40,15 +41,16 @@ def test_cell_step_equals_pure_step(name):
     cell = CELLS[name]
     module = rnn.Cell(cell)
     x = data()[:, 0]
-    carry = jax.tree.map(lambda c: c + 0.2, module.initialize_carry(None, x.shape))
-    variables = module.init(jax.random.key(0), carry, x)
+    carry = jax.tree.map(lambda c: c + 0.2, cell.initial_carry(x.shape[:-1]))
+    assert shapes(module.initialize_carry(None, x.shape)) == shapes(flax_form(carry))
+    variables = module.init(jax.random.key(0), flax_form(carry), x)
     assert shapes(variables) == {
         "params": {"cell": shapes(cell.init(jax.random.key(0), INPUT))}
     }
     params = randomize(variables["params"]["cell"])
-    step = lambda p, c, x: module.apply({"params": {"cell": p}}, c, x)
+    step = lambda p, c, x: module.apply({"params": {"cell": p}}, flax_form(c), x)
     got, want = fast(lambda *a: (step(*a), cell.step(*a)))(params, carry, x)
-    assert_trees_close(got, want, name)
+    assert_trees_close(got, flax_form(want), name)
     assert module.num_feature_axes == 1
 
 
@@ -64,7 +66,7 @@ def test_cell_inside_flax_rnn_matches_unroll(name):
             rnnjax.unroll(cell, v["params"]["cell"]["cell"], xs),
         )
     )(variables, xs)
-    assert_trees_close(got, want, name)
+    assert_trees_close(got, flax_form(want), name)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru_reset_before"])
@@ -80,7 +82,7 @@ def test_cell_inside_flax_rnn_with_lengths(name):
         )
     )(variables, xs, lengths)
     # Flax does not zero the padded outputs; compare the valid steps.
-    assert_trees_close(carry, ref_carry, name)
+    assert_trees_close(carry, flax_form(ref_carry), name)
     assert_close(ys * valid(lengths, 6), ref_ys, name)
 
 
@@ -131,10 +133,6 @@ def test_cell_rejects_a_non_cell():
 @pytest.mark.parametrize(
     ("shorthand", "factory", "options"),
     [
-        (rnn.LSTMCell, rnnjax.lstm, {"peephole": True}),
-        (rnn.GRUCell, rnnjax.gru, {"reset_after": False}),
-        (rnn.SimpleCell, rnnjax.simple_rnn, {"activation": "relu"}),
-        (rnn.MGUCell, rnnjax.mgu, {}),
         (rnn.MUT1Cell, rnnjax.mut1, {"embed_input": True}),
         (rnn.MUT2Cell, rnnjax.mut2, {}),
         (rnn.MUT3Cell, rnnjax.mut3, {}),
@@ -147,6 +145,31 @@ def test_shorthands_build_the_cell(shorthand, factory, options):
     assert module.cell == factory(5, **options)
     assert module.features == 5 and module.options == options
     assert module.clone().cell == module.cell  # rebuilt from features and options
+
+
+@pytest.mark.parametrize(
+    ("shorthand", "options", "expected"),
+    [
+        (rnn.LSTMCell, {"peephole": True}, dict(peephole=True, forget_bias=0.0)),
+        (rnn.OptimizedLSTMCell, {}, dict(forget_bias=0.0, gate_activation="sigmoid")),
+        (rnn.GRUCell, {"reset_after": False}, dict(reset_after=False)),
+        (rnn.SimpleCell, {"activation": "relu"}, dict(activation="relu")),
+        (rnn.MGUCell, {}, dict(reset_after=True, gate_keeps=True, reset_gate=True)),
+    ],
+)
+def test_flax_shorthands_take_flax_arguments_and_options(shorthand, options, expected):
+    """Flax's defaults (no forget bias, sigmoid gates, tanh), the rnnjax options on
+    top, Flax's activations mapped to rnnjax's names (so the fused and Pallas
+    kernels still apply), and a rebuild from the fields."""
+    module = shorthand(5, options=options, name="rec")
+    assert isinstance(module, rnn.FlaxCell) and module.name == "rec"
+    assert module.cell.hidden_size == 5 and module.options == options
+    assert {k: getattr(module.cell, k) for k in expected} == expected
+    assert module.clone().cell == module.cell
+    relu = shorthand(5, activation_fn=jax.nn.relu).cell
+    assert "relu" in {
+        getattr(relu, a, None) for a in ("activation", "input_activation")
+    }
 
 
 def test_shorthand_parameter_names_read_like_flax():
@@ -198,15 +221,23 @@ def test_rnn_equals_stack_apply(case):
     if layer.time_major:
         xs = jnp.swapaxes(xs, 0, 1)
     params = random_init(layer.init, xs)["params"]["stack"]
-    carry0 = jax.tree.map(lambda c: c + 0.1, layer.initial_carry((2,)))
+    carry0 = jax.tree.map(lambda c: c + 0.1, layer.stack.initial_carry((2,)))
+    assert shapes(layer.initial_carry((2,))) == shapes(flax_form(carry0))
     resets = jnp.zeros(xs.shape[:-1], bool).at[3].set(True)
     unroll_options = options.get("options", rnnjax.UnrollOptions())
     assert layer.options == unroll_options
 
     def run(p, xs, carry, n, resets):
-        kw = dict(carry=carry, seq_lengths=n, resets=resets)
-        got = layer.apply({"params": {"stack": p}}, xs, return_carry=True, **kw)
-        return got, layer.stack.apply(p, xs, options=unroll_options, **kw)
+        kw = dict(seq_lengths=n, resets=resets)
+        got = layer.apply(
+            {"params": {"stack": p}},
+            xs,
+            carry=flax_form(carry),
+            return_carry=True,
+            **kw,
+        )
+        want = layer.stack.apply(p, xs, carry=carry, options=unroll_options, **kw)
+        return got, flax_form(want)
 
     got, want = fast(run)(params, xs, carry0, lengths, resets)
     assert_trees_close(got, want, case)

@@ -24,6 +24,7 @@ from tests.flax._common import (
     assert_trees_close,
     data,
     fast,
+    flax_form,
     shapes,
     valid,
 )
@@ -59,10 +60,11 @@ def test_cell_step_equals_pure_step(name):
     assert shapes(module.get_params()) == shapes(cell.init(jax.random.key(0), INPUT))
     module = randomized(module)
     x = data()[:, 0]
-    carry = jax.tree.map(lambda c: c + 0.2, module.initialize_carry(x.shape))
-    both = lambda m, c, x: (m(c, x), cell.step(m.get_params(), c, x))
+    carry = jax.tree.map(lambda c: c + 0.2, cell.initial_carry(x.shape[:-1]))
+    assert shapes(module.initialize_carry(x.shape)) == shapes(flax_form(carry))
+    both = lambda m, c, x: (m(flax_form(c), x), cell.step(m.get_params(), c, x))
     got, want = on(module, both, carry, x)
-    assert_trees_close(got, want, name)
+    assert_trees_close(got, flax_form(want), name)
     assert module.num_feature_axes == 1 and module.in_features == INPUT
 
 
@@ -77,7 +79,7 @@ def test_cell_inside_nnx_rnn_matches_unroll(name):
         return m(xs), rnnjax.unroll(cell, m.cell.get_params(), xs)
 
     got, want = on(layer, run, data())
-    assert_trees_close(got, want, name)
+    assert_trees_close(got, flax_form(want), name)
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru_reset_before"])
@@ -93,7 +95,7 @@ def test_cell_inside_nnx_rnn_with_lengths(name):
 
     (carry, ys), (ref_carry, ref_ys) = on(layer, run, data(), lengths)
     # Flax does not zero the padded outputs; compare the valid steps.
-    assert_trees_close(carry, ref_carry, name)
+    assert_trees_close(carry, flax_form(ref_carry), name)
     assert_close(ys * valid(lengths, 6), ref_ys, name)
 
 
@@ -127,7 +129,8 @@ def test_cell_carry_init():
     carry = module.initialize_carry(
         (2, INPUT), nnx.Rngs(carry=1), nnx.initializers.constant(0.5)
     )
-    assert shapes(carry) == shapes(CELLS["lstm"].initial_carry((2,)))
+    assert shapes(carry) == shapes(flax_form(CELLS["lstm"].initial_carry((2,))))
+    assert isinstance(carry, tuple) and len(carry) == 2  # Flax's (c, h)
     assert all(np.all(leaf == 0.5) for leaf in jax.tree.leaves(carry))
     with pytest.raises(ValueError, match="rngs"):
         module.initialize_carry((2, INPUT), carry_init=nnx.initializers.ones)
@@ -154,10 +157,6 @@ def test_cell_rejects_params_of_another_shape_and_non_cells():
 @pytest.mark.parametrize(
     ("shorthand", "factory", "options"),
     [
-        (rnn.LSTMCell, rnnjax.lstm, {"peephole": True}),
-        (rnn.GRUCell, rnnjax.gru, {"reset_after": False}),
-        (rnn.SimpleCell, rnnjax.simple_rnn, {"activation": "relu"}),
-        (rnn.MGUCell, rnnjax.mgu, {}),
         (rnn.MUT1Cell, rnnjax.mut1, {"embed_input": True}),
         (rnn.MUT2Cell, rnnjax.mut2, {"embed_input": True}),
         (rnn.MUT3Cell, rnnjax.mut3, {}),
@@ -167,6 +166,29 @@ def test_shorthands_build_the_cell(shorthand, factory, options):
     module = nnx.eval_shape(lambda: shorthand(INPUT, 5, rngs=nnx.Rngs(0), **options))
     assert isinstance(module, rnn.Cell) and module.cell == factory(5, **options)
     assert isinstance(module, shorthand) and module.in_features == INPUT
+
+
+@pytest.mark.parametrize(
+    ("shorthand", "options", "expected"),
+    [
+        (rnn.LSTMCell, {"peephole": True}, dict(peephole=True, forget_bias=0.0)),
+        (rnn.OptimizedLSTMCell, {}, dict(forget_bias=0.0, gate_activation="sigmoid")),
+        (rnn.GRUCell, {"reset_after": False}, dict(reset_after=False)),
+        (rnn.SimpleCell, {"activation": "relu"}, dict(activation="relu")),
+        (rnn.MGUCell, {}, dict(reset_after=True, gate_keeps=True, reset_gate=True)),
+    ],
+)
+def test_flax_shorthands_take_flax_arguments_and_options(shorthand, options, expected):
+    """Flax's defaults, the rnnjax options as further keywords, parameters in
+    ``param_dtype``."""
+    make = lambda **kw: shorthand(INPUT, 5, rngs=nnx.Rngs(0), **options, **kw)
+    module = nnx.eval_shape(make)
+    assert isinstance(module, rnn.FlaxCell) and module.cell.hidden_size == 5
+    assert {k: getattr(module.cell, k) for k in expected} == expected
+    half = nnx.eval_shape(lambda: make(param_dtype=jnp.bfloat16))
+    assert {p.dtype for p in jax.tree.leaves(half.get_params())} == {
+        jnp.dtype("bfloat16")
+    }
 
 
 # ------------------------------------------------------------------------------- RNN
@@ -179,13 +201,15 @@ def test_rnn_equals_stack_apply(case):
     xs, lengths = data(), jnp.array([6, 2])
     if layer.stack.time_major:
         xs = jnp.swapaxes(xs, 0, 1)
-    carry0 = jax.tree.map(lambda c: c + 0.1, layer.initial_carry((2,)))
+    carry0 = jax.tree.map(lambda c: c + 0.1, layer.stack.initial_carry((2,)))
+    assert shapes(layer.initial_carry((2,))) == shapes(flax_form(carry0))
     resets = jnp.zeros(xs.shape[:-1], bool).at[3].set(True)
 
     def run(m, xs, carry, n, resets):
-        kw = dict(carry=carry, seq_lengths=n, resets=resets)
-        want = m.stack.apply(m.get_params(), xs, options=m.options, **kw)
-        return m(xs, return_carry=True, **kw), want
+        kw = dict(seq_lengths=n, resets=resets)
+        want = m.stack.apply(m.get_params(), xs, carry=carry, options=m.options, **kw)
+        got = m(xs, carry=flax_form(carry), return_carry=True, **kw)
+        return got, flax_form(want)
 
     got, want = on(layer, run, xs, carry0, lengths, resets)
     assert_trees_close(got, want, case)
