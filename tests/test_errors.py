@@ -104,8 +104,9 @@ def test_bad_resets(setup, resets, exc, match):
 
 def test_unknown_impl_and_bad_unroll(setup):
     cell, params, xs = setup
-    with pytest.raises(ValueError, match=r"impl: expected one of .*got 'cudnn'"):
-        rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(impl="cudnn"))
+    with pytest.raises(ValueError, match=r"impl: expected one of .*got 'cuda'"):
+        rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(impl="cuda"))
+
     with pytest.raises(ValueError, match="unroll: expected a positive int, got 0"):
         rnnjax.unroll(cell, params, xs, options=rnnjax.UnrollOptions(unroll=0))
 
