@@ -1,0 +1,337 @@
+"""Compiling for a real TPU or NVIDIA GPU on a machine that has neither
+(deviceless ahead-of-time compilation; ``../shared/ACCELERATORS.md``).
+
+A target is a compile-only device: a TPU topology described by libtpu (``jax[tpu]``)
+or a GPU described by a ``GpuTargetConfig`` text file in ``targets/`` (the CUDA
+PJRT plugin, ``ptxas`` from ``nvidia-cuda-nvcc-cu12``). The real compilers run
+(XLA, Mosaic TPU, Triton, ptxas); nothing executes, so a compile proves that the
+program lowers, fits the chip's memories and holds the kernels it should, never
+its numbers or its speed.
+
+The plugins change what ``import jax`` does in a process that has them (it probes
+for the accelerator and logs to stderr), so every target compiles in a process of
+its own started with `environment` (`worker`: one for the TPUs, one for
+the GPUs); this module imports JAX
+lazily and is safe to import anywhere.
+
+`per_step` reads a compiled program's text: the kernels inside the time loop's
+``while`` body and the bytes each of them reads and writes (used by
+``benchmarks/kernel_table.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import os
+import pathlib
+import re
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """One compile-only device.
+
+    Attributes:
+      name: the test id (``tpu_v5e``, ``gpu_h200``, ...).
+      platform: ``"tpu"`` or ``"gpu"``.
+      topology: the TPU topology (``"v5e:2x2"``), or the GPU target file in
+        ``targets/`` (``"h200.pbtxt"``).
+      label: what the tables call it.
+      kind: the compile-only device's ``device_kind``, and for a GPU its compute
+        capability (``"NVIDIA H200 9.0"``).
+    """
+
+    name: str
+    platform: str
+    topology: str
+    label: str
+    kind: str
+
+
+TARGETS = {
+    t.name: t
+    for t in (
+        Target("tpu_v4", "tpu", "v4:2x2x1", "TPU v4", "TPU v4"),
+        Target("tpu_v5e", "tpu", "v5e:2x2", "TPU v5e", "TPU v5 lite"),
+        Target("tpu_v5p", "tpu", "v5p:2x2x1", "TPU v5p", "TPU v5"),
+        # v6e:1x1 is refused (not a multiple of the 2x2x1 chips of a host); 2x2 works.
+        Target("tpu_v6e", "tpu", "v6e:2x2", "TPU v6e", "TPU v6 lite"),
+        Target(
+            "gpu_a100", "gpu", "a100.pbtxt", "A100 (sm_80)", "NVIDIA A100-SXM4-80GB 8.0"
+        ),
+        Target("gpu_h200", "gpu", "h200.pbtxt", "H200 (sm_90)", "NVIDIA H200 9.0"),
+    )
+}
+
+# The packages each platform needs, and the extra that installs them.
+PACKAGES = {
+    "tpu": ("libtpu",),
+    "gpu": ("jax_plugins.xla_cuda12", "jax_cuda12_pjrt", "nvidia.cuda_nvcc"),
+}
+INSTALL = 'pip install -e ".[accel]"'
+
+
+def missing(platform: str) -> list[str]:
+    """The packages ``platform``'s compiler needs that this Python lacks."""
+    out = []
+    for module in PACKAGES[platform]:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            out.append(module)
+    return out
+
+
+def environment(platform: str, base=None) -> dict[str, str]:
+    """The environment of a process that compiles for ``platform``'s targets: JAX
+    stays on the CPU (``JAX_PLATFORMS=cpu``), libtpu is told it is on a TPU host
+    (else it logs errors about the missing TPU metadata; any TPU type will do, the
+    topologies name the chips), the repository is importable, and the test
+    suite's persistent compilation cache is left out."""
+    env = dict(os.environ if base is None else base)
+    for key in list(env):
+        if key.startswith("JAX_COMPILATION_CACHE") or key.startswith(
+            "JAX_PERSISTENT_CACHE"
+        ):
+            del env[key]
+    env["JAX_PLATFORMS"] = "cpu"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    if platform == "tpu":
+        env["TPU_ACCELERATOR_TYPE"] = "v5litepod-4"
+        env["TPU_WORKER_HOSTNAMES"] = "localhost"
+    return env
+
+
+def gpu_config(target: Target) -> str:
+    """The ``GpuTargetConfig`` text of a GPU target."""
+    return (HERE / "targets" / target.topology).read_text()
+
+
+def device(target: Target):
+    """The first compile-only device of ``target`` (in a process started with
+    `environment`)."""
+    from jax.experimental import topologies
+
+    if target.platform == "tpu":
+        topo = topologies.get_topology_desc(target.topology, "tpu")
+    else:
+        topo = topologies.get_topology_desc(
+            "name", "cuda", target_config=gpu_config(target), topology="1x1x1"
+        )
+    return topo.devices[0]
+
+
+def describe(dev) -> str:
+    """``dev``'s kind, with its compute capability on a GPU (`Target.kind`)."""
+    capability = getattr(dev, "compute_capability", None)
+    return dev.device_kind + (f" {capability}" if capability else "")
+
+
+def abstract(tree, dev):
+    """``tree``'s arrays (or shape structs) as ``jax.ShapeDtypeStruct`` placed on
+    ``dev``."""
+    import jax
+
+    sharding = jax.sharding.SingleDeviceSharding(dev)
+    return jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=sharding), tree
+    )
+
+
+# The custom calls that show a Pallas kernel in a compiled program.
+KERNEL_MARKS = {
+    "tpu": ("tpu_custom_call",),
+    "gpu": ("__gpu$xla.gpu.triton", "mosaic_gpu"),
+}
+
+
+def kernel_calls(text: str, platform: str) -> int:
+    """How many Pallas kernels (``tpu_custom_call`` on TPU; the Triton or Mosaic
+    GPU custom call on GPU) the compiled program ``text`` holds."""
+    return sum(
+        len(re.findall(rf'custom_call_target="{re.escape(m)}', text))
+        for m in KERNEL_MARKS[platform]
+    )
+
+
+# ------------------------------------------------------------------ per-step program
+
+_BYTES = {
+    "pred": 1,
+    "s8": 1,
+    "u8": 1,
+    "s16": 2,
+    "u16": 2,
+    "f16": 2,
+    "bf16": 2,
+    "s32": 4,
+    "u32": 4,
+    "f32": 4,
+    "s64": 8,
+    "u64": 8,
+    "f64": 8,
+}
+_SHAPE = re.compile(r"\b(" + "|".join(_BYTES) + r")\[([0-9,]*)\]")
+_INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (.*?) ([\w\-]+)\((.*)$")
+_HEADER = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$")
+# Instructions that launch no kernel of their own.
+_FREE = {
+    "parameter",
+    "get-tuple-element",
+    "tuple",
+    "constant",
+    "bitcast",
+    "after-all",
+    "partition-id",
+    "replica-id",
+    "opt-barrier",
+    "add-dependency",
+}
+
+
+def _nbytes(text: str) -> int:
+    return sum(
+        _BYTES[t] * math.prod(int(d) for d in dims.split(",") if d)
+        for t, dims in _SHAPE.findall(text)
+    )
+
+
+def _computations(text: str) -> dict[str, list[tuple[str, str, str, str]]]:
+    """``{computation: [(name, result type, opcode, rest of line)]}``."""
+    comps, current = {}, None
+    for line in text.splitlines():
+        header = _HEADER.match(line)
+        if header and " = " not in line.split("{")[0]:
+            current = comps.setdefault(header.group(1), [])
+            continue
+        m = _INSTR.match(line)
+        if m and current is not None:
+            current.append(m.groups())
+    return comps
+
+
+def _operands(rest: str) -> list[str]:
+    """The typed operands of an instruction (``f32[8,64]{1,0} %x``), up to the
+    closing parenthesis of its operand list."""
+    depth, out, start = 0, [], 0
+    for i, ch in enumerate(rest):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            if depth == 0:
+                out.append(rest[start:i])
+                break
+            depth -= 1
+        elif ch == "," and depth == 0:
+            out.append(rest[start:i])
+            start = i + 1
+    return [o.strip() for o in out if o.strip()]
+
+
+def _fusion_traffic(comps, called: str, operands: list[str], result: str):
+    """Bytes a fusion reads and writes: an operand only sliced inside it counts
+    at the slice's size, the buffer a ``dynamic-update-slice`` writes in place at
+    the update's size."""
+    body = comps.get(called, [])
+    params, sliced, updated = {}, {}, set()
+    for name, _, op, rest in body:
+        if op == "parameter":
+            params[name] = int(re.match(r"(\d+)", rest).group(1))
+    users: dict[str, list[tuple[str, str, str, str]]] = {p: [] for p in params}
+    for instr in body:
+        for i, operand in enumerate(_operands(instr[3])):
+            ref = operand.split()[-1].lstrip("%") if operand else ""
+            if ref in users:
+                users[ref].append((instr, i))
+    for p, uses in users.items():
+        if uses and all(u[0][2] == "dynamic-slice" and u[1] == 0 for u in uses):
+            sliced[params[p]] = sum(_nbytes(u[0][1]) for u in uses)
+        if any(u[0][2] == "dynamic-update-slice" and u[1] == 0 for u in uses):
+            updated.add(params[p])
+    read = 0
+    for i, operand in enumerate(operands):
+        if i in updated:
+            continue
+        read += sliced.get(i, _nbytes(operand.rsplit(" ", 1)[0]))
+    write = _nbytes(result)
+    root = body[-1] if body else None
+    dus = [b for b in body if b[2] == "dynamic-update-slice"]
+    if updated and dus:
+        write = sum(_nbytes(_operands(b[3])[1].rsplit(" ", 1)[0]) for b in dus)
+    if root is not None and root[2] == "dynamic-update-slice" and not updated:
+        write = _nbytes(_operands(root[3])[1].rsplit(" ", 1)[0])
+    return read, write
+
+
+@dataclasses.dataclass(frozen=True)
+class StepProgram:
+    """What one iteration of a compiled program's time loop does.
+
+    Attributes:
+      kernels: the kernels it launches (fusions, library calls such as cuBLAS,
+        custom calls such as a Pallas kernel, unfused operations), by opcode.
+      read: bytes those kernels read (operands; an operand only sliced at the
+        slice's size).
+      written: bytes they write (results; an in-place update at its size).
+    """
+
+    kernels: dict[str, int]
+    read: int
+    written: int
+
+    @property
+    def launches(self) -> int:
+        return sum(self.kernels.values())
+
+
+def per_step(text: str) -> StepProgram | None:
+    """The iteration of the largest top-level ``while`` loop of the compiled
+    program ``text`` (``compiled.as_text()``); ``None`` without a loop (a Pallas
+    kernel that walks time itself). Nested loops count as one launch each."""
+    comps = _computations(text)
+    loops = []
+    for body in comps.values():
+        for _, _, op, rest in body:
+            if op == "while":
+                m = re.search(r"body=%?([\w.\-]+)", rest)
+                if m and m.group(1) in comps:
+                    loops.append(m.group(1))
+    if not loops:
+        return None
+    called = {n for n in loops for *_, rest in comps[n] if "while" in rest}
+    outer = [n for n in loops if n not in called] or loops
+    body = max(outer, key=lambda n: len(comps[n]))
+    kernels: dict[str, int] = {}
+    read = written = 0
+    for _, result, op, rest in comps[body]:
+        if op in _FREE:
+            continue
+        operands = _operands(rest)
+        if op == "fusion":
+            m = re.search(r"calls=%?([\w.\-]+)", rest)
+            kind = re.search(r"kind=(\w+)", rest)
+            label = f"fusion:{kind.group(1)}" if kind else "fusion"
+            r, w = _fusion_traffic(comps, m.group(1) if m else "", operands, result)
+        elif op == "custom-call":
+            m = re.search(r'custom_call_target="([^"]+)"', rest)
+            label = f"custom-call:{m.group(1) if m else '?'}"
+            r = sum(_nbytes(o.rsplit(" ", 1)[0]) for o in operands)
+            w = _nbytes(result)
+        else:
+            label = op
+            r = sum(_nbytes(o.rsplit(" ", 1)[0]) for o in operands)
+            w = _nbytes(result)
+        kernels[label] = kernels.get(label, 0) + 1
+        read += r
+        written += w
+    return StepProgram(kernels, read, written)
