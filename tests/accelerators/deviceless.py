@@ -14,7 +14,7 @@ its own started with `environment` (`worker`: one for the TPUs, one for
 the GPUs); this module imports JAX
 lazily and is safe to import anywhere.
 
-`per_step` reads a compiled program's text: the kernels inside the time loop's
+`loops` reads a compiled program's text: the kernels inside the time loop's
 ``while`` body and the bytes each of them reads and writes (used by
 ``benchmarks/kernel_table.py``).
 """
@@ -71,7 +71,9 @@ TARGETS = {
 # The packages each platform needs, and the extra that installs them.
 PACKAGES = {
     "tpu": ("libtpu",),
-    "gpu": ("jax_plugins.xla_cuda12", "jax_cuda12_pjrt", "nvidia.cuda_nvcc"),
+    # jax-cuda12-pjrt installs jax_plugins.xla_cuda12, jax-cuda12-plugin
+    # jax_cuda12_plugin, nvidia-cuda-nvcc-cu12 (ptxas) nvidia.cuda_nvcc.
+    "gpu": ("jax_plugins.xla_cuda12", "jax_cuda12_plugin", "nvidia.cuda_nvcc"),
 }
 INSTALL = 'pip install -e ".[accel]"'
 
@@ -182,6 +184,9 @@ _BYTES = {
     "f64": 8,
 }
 _SHAPE = re.compile(r"\b(" + "|".join(_BYTES) + r")\[([0-9,]*)\]")
+# An integer or boolean result of at most a few elements: index bookkeeping (the
+# loop counter, a dynamic-slice offset), on TPU run by the scalar unit.
+_INDEX = re.compile(r"(pred|s\d+|u\d+)\[(|1|2|3|4)\](\{[^}]*\})?")
 _INSTR = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (.*?) ([\w\-]+)\((.*)$")
 _HEADER = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$")
 # Instructions that launch no kernel of their own.
@@ -294,41 +299,41 @@ class StepProgram:
         return sum(self.kernels.values())
 
 
-def per_step(text: str) -> StepProgram | None:
-    """The iteration of the largest top-level ``while`` loop of the compiled
-    program ``text`` (``compiled.as_text()``); ``None`` without a loop (a Pallas
-    kernel that walks time itself). Nested loops count as one launch each."""
+def loops(text: str) -> list[StepProgram]:
+    """One `StepProgram` per outermost ``while`` loop of the compiled program
+    ``text`` (``compiled.as_text()``), in the order the program lists them (a
+    gradient's forward and backward time loops); empty without a loop (a Pallas
+    kernel that walks time itself). A loop nested in one counts as one launch."""
     comps = _computations(text)
-    loops = []
+    bodies = []
     for body in comps.values():
         for _, _, op, rest in body:
-            if op == "while":
-                m = re.search(r"body=%?([\w.\-]+)", rest)
-                if m and m.group(1) in comps:
-                    loops.append(m.group(1))
-    if not loops:
-        return None
-    called = {n for n in loops for *_, rest in comps[n] if "while" in rest}
-    outer = [n for n in loops if n not in called] or loops
-    body = max(outer, key=lambda n: len(comps[n]))
+            m = re.search(r"body=%?([\w.\-]+)", rest) if op == "while" else None
+            if m and m.group(1) in comps and m.group(1) not in bodies:
+                bodies.append(m.group(1))
+    nested = {
+        m.group(1)
+        for n in bodies
+        for _, _, op, rest in comps[n]
+        if op == "while" and (m := re.search(r"body=%?([\w.\-]+)", rest))
+    }
+    return [_step(comps, n) for n in bodies if n not in nested]
+
+
+def _step(comps, body: str) -> StepProgram:
     kernels: dict[str, int] = {}
     read = written = 0
     for _, result, op, rest in comps[body]:
-        if op in _FREE:
-            continue
+        if op in _FREE or (op != "fusion" and _INDEX.fullmatch(result.strip())):
+            continue  # no kernel, or index bookkeeping
         operands = _operands(rest)
         if op == "fusion":
             m = re.search(r"calls=%?([\w.\-]+)", rest)
-            kind = re.search(r"kind=(\w+)", rest)
-            label = f"fusion:{kind.group(1)}" if kind else "fusion"
+            label = "fusion"
             r, w = _fusion_traffic(comps, m.group(1) if m else "", operands, result)
-        elif op == "custom-call":
-            m = re.search(r'custom_call_target="([^"]+)"', rest)
-            label = f"custom-call:{m.group(1) if m else '?'}"
-            r = sum(_nbytes(o.rsplit(" ", 1)[0]) for o in operands)
-            w = _nbytes(result)
         else:
-            label = op
+            m = re.search(r'custom_call_target="([^"]+)"', rest)
+            label = f"custom-call {m.group(1)}" if m else op
             r = sum(_nbytes(o.rsplit(" ", 1)[0]) for o in operands)
             w = _nbytes(result)
         kernels[label] = kernels.get(label, 0) + 1

@@ -24,7 +24,8 @@ one target. ``RNNJAX_COMPILE_ALL=1`` compiles everything on every target (hours)
 
 Each platform compiles in one subprocess (``worker``; the plugins change what
 ``import jax`` does in a process), once per run, its tests kept on one xdist
-worker (``xdist_group``; the suite runs with ``--dist loadgroup``). Without the
+worker (``xdist_group``; ``tests/conftest.py`` makes ``-n 2`` deal by
+``loadgroup``). Without the
 packages (``pip install -e ".[accel]"``) the tests skip, saying so;
 ``RNNJAX_ACCEL_PYTHON`` names another Python that has them (a venv of its own).
 
