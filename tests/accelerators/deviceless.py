@@ -111,6 +111,9 @@ def environment(platform: str, base=None) -> dict[str, str]:
     if platform == "tpu":
         env["TPU_ACCELERATOR_TYPE"] = "v5litepod-4"
         env["TPU_WORKER_HOSTNAMES"] = "localhost"
+        # No chip to own: two compiling processes (two test runs) may both load
+        # libtpu, which otherwise takes /tmp/libtpu_lockfile for one process.
+        env["ALLOW_MULTIPLE_LIBTPU_LOAD"] = "1"
     return env
 
 
@@ -226,8 +229,8 @@ def _computations(text: str) -> dict[str, list[tuple[str, str, str, str]]]:
 
 
 def _operands(rest: str) -> list[str]:
-    """The typed operands of an instruction (``f32[8,64]{1,0} %x``), up to the
-    closing parenthesis of its operand list."""
+    """The operands of an instruction (``f32[8,64]{1,0} %x`` on the CPU and GPU,
+    ``%x`` on TPU), up to the closing parenthesis of its operand list."""
     depth, out, start = 0, [], 0
     for i, ch in enumerate(rest):
         if ch in "([{":
@@ -243,39 +246,55 @@ def _operands(rest: str) -> list[str]:
     return [o.strip() for o in out if o.strip()]
 
 
-def _fusion_traffic(comps, called: str, operands: list[str], result: str):
-    """Bytes a fusion reads and writes: an operand only sliced inside it counts
-    at the slice's size, the buffer a ``dynamic-update-slice`` writes in place at
-    the update's size."""
+def _ref(operand: str) -> str:
+    return operand.split()[-1].lstrip("%") if operand else ""
+
+
+def _operand_bytes(operand: str, types: dict[str, str]) -> int:
+    """An operand's size: its printed shape, else its instruction's result type."""
+    shape = operand.rsplit(" ", 1)[0] if " " in operand else ""
+    return _nbytes(shape) if shape else _nbytes(types.get(_ref(operand), ""))
+
+
+def _written(instr, by_name, types) -> int:
+    """Bytes an instruction's result writes: an in-place ``dynamic-update-slice``
+    (alone or in a tuple) at its update's size."""
+    _, result, op, rest = instr
+    if op == "dynamic-update-slice":
+        return _operand_bytes(_operands(rest)[1], types)
+    if op == "tuple":
+        return sum(
+            _written(by_name[_ref(o)], by_name, types)
+            if _ref(o) in by_name
+            else _operand_bytes(o, types)
+            for o in _operands(rest)
+        )
+    return _nbytes(result)
+
+
+def _fusion_traffic(comps, called: str) -> tuple[int, int]:
+    """Bytes a fusion reads and writes: each parameter at its size, or at the
+    slice's size when the fusion only slices it; the buffer a
+    ``dynamic-update-slice`` updates in place not read, and written at the
+    update's size."""
     body = comps.get(called, [])
-    params, sliced, updated = {}, {}, set()
-    for name, _, op, rest in body:
-        if op == "parameter":
-            params[name] = int(re.match(r"(\d+)", rest).group(1))
-    users: dict[str, list[tuple[str, str, str, str]]] = {p: [] for p in params}
+    types = {b[0]: b[1] for b in body}
+    by_name = {b[0]: b for b in body}
+    users: dict[str, list] = {b[0]: [] for b in body if b[2] == "parameter"}
     for instr in body:
         for i, operand in enumerate(_operands(instr[3])):
-            ref = operand.split()[-1].lstrip("%") if operand else ""
-            if ref in users:
-                users[ref].append((instr, i))
-    for p, uses in users.items():
-        if uses and all(u[0][2] == "dynamic-slice" and u[1] == 0 for u in uses):
-            sliced[params[p]] = sum(_nbytes(u[0][1]) for u in uses)
-        if any(u[0][2] == "dynamic-update-slice" and u[1] == 0 for u in uses):
-            updated.add(params[p])
+            if _ref(operand) in users:
+                users[_ref(operand)].append((instr[2], i, instr[1]))
     read = 0
-    for i, operand in enumerate(operands):
-        if i in updated:
-            continue
-        read += sliced.get(i, _nbytes(operand.rsplit(" ", 1)[0]))
-    write = _nbytes(result)
-    root = body[-1] if body else None
-    dus = [b for b in body if b[2] == "dynamic-update-slice"]
-    if updated and dus:
-        write = sum(_nbytes(_operands(b[3])[1].rsplit(" ", 1)[0]) for b in dus)
-    if root is not None and root[2] == "dynamic-update-slice" and not updated:
-        write = _nbytes(_operands(root[3])[1].rsplit(" ", 1)[0])
-    return read, write
+    for p, uses in users.items():
+        if any(op == "dynamic-update-slice" and i == 0 for op, i, _ in uses):
+            continue  # updated in place
+        if uses and all(op == "dynamic-slice" and i == 0 for op, i, _ in uses):
+            read += sum(_nbytes(r) for _, _, r in uses)
+        else:
+            read += _nbytes(types[p])
+    written = _written(body[-1], by_name, types) if body else 0
+    return read, written
 
 
 @dataclasses.dataclass(frozen=True)
@@ -321,21 +340,30 @@ def loops(text: str) -> list[StepProgram]:
 
 
 def _step(comps, body: str) -> StepProgram:
+    instrs = comps[body]
+    types = {b[0]: b[1] for b in instrs}
+    by_name = {b[0]: b for b in instrs}
     kernels: dict[str, int] = {}
     read = written = 0
-    for _, result, op, rest in comps[body]:
+    for instr in instrs:
+        _, result, op, rest = instr
         if op in _FREE or (op != "fusion" and _INDEX.fullmatch(result.strip())):
             continue  # no kernel, or index bookkeeping
         operands = _operands(rest)
         if op == "fusion":
             m = re.search(r"calls=%?([\w.\-]+)", rest)
             label = "fusion"
-            r, w = _fusion_traffic(comps, m.group(1) if m else "", operands, result)
+            r, w = _fusion_traffic(comps, m.group(1) if m else "")
         else:
             m = re.search(r'custom_call_target="([^"]+)"', rest)
             label = f"custom-call {m.group(1)}" if m else op
-            r = sum(_nbytes(o.rsplit(" ", 1)[0]) for o in operands)
-            w = _nbytes(result)
+            w = _written(instr, by_name, types)
+            if op == "dynamic-update-slice":
+                r = w
+            elif op == "dynamic-slice":
+                r = _nbytes(result)
+            else:
+                r = sum(_operand_bytes(o, types) for o in operands)
         kernels[label] = kernels.get(label, 0) + 1
         read += r
         written += w
