@@ -207,6 +207,9 @@ _FREE = {
 }
 
 
+_SLICES = ("dynamic-slice", "slice")
+
+
 def _nbytes(text: str) -> int:
     return sum(
         _BYTES[t] * math.prod(int(d) for d in dims.split(",") if d)
@@ -289,7 +292,7 @@ def _fusion_traffic(comps, called: str) -> tuple[int, int]:
     for p, uses in users.items():
         if any(op == "dynamic-update-slice" and i == 0 for op, i, _ in uses):
             continue  # updated in place
-        if uses and all(op == "dynamic-slice" and i == 0 for op, i, _ in uses):
+        if uses and all(op in _SLICES and i == 0 for op, i, _ in uses):
             read += sum(_nbytes(r) for _, _, r in uses)
         else:
             read += _nbytes(types[p])
@@ -360,7 +363,7 @@ def _step(comps, body: str) -> StepProgram:
             w = _written(instr, by_name, types)
             if op == "dynamic-update-slice":
                 r = w
-            elif op == "dynamic-slice":
+            elif op in _SLICES:
                 r = _nbytes(result)
             else:
                 r = sum(_operand_bytes(o, types) for o in operands)
