@@ -1,12 +1,14 @@
-"""Compiles the cases of one target (`cases.for_target`) for a real TPU or GPU
-without a device, in a process of its own, and writes one JSON line per case.
+"""Compiles the cases of one platform's targets (`cases.for_platform`) for real
+TPUs or GPUs without a device, in a process of its own, and writes one JSON line
+per case.
 
     python -m tests.accelerators.worker CASES.json OUT.jsonl
 
 with ``CASES.json`` the ``{target: [case]}`` of one platform
 (`cases.for_platform`), run with `deviceless.environment` (the test module
 does). Each line:
-``{"name", "ok", "error", "seconds", "kernels", "temp_bytes", "same_as"}``;
+``{"target", "name", "ok", "error", "seconds", "kernels", "temp_bytes",
+"same_as"}`` (and one ``_setup`` line per target, with the device's ``kind``);
 ``kernels`` counts the Pallas custom calls in the compiled program, ``same_as``
 names an earlier case whose lowered program was identical (compiled once).
 Shapes: ``B`` batch, ``T`` time, ``I`` input, ``H`` hidden.
