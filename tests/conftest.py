@@ -39,6 +39,15 @@ def pytest_configure(config):
     )
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    # pytest-xdist: "-n 2" deals tests as "loadgroup" rather than "load", so the
+    # tests marked ``xdist_group`` (the deviceless compiles of one platform,
+    # tests/accelerators) run on one worker, which compiles them once; the others
+    # are dealt as by "load". The controller picks the scheduler; each worker tags
+    # its tests with their group.
+    if getattr(config.option, "dist", None) == "load":
+        config.option.dist = "loadgroup"
+    if hasattr(config, "workerinput"):
+        config.option.loadgroup = True
 
 
 @pytest.fixture

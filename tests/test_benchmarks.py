@@ -48,9 +48,10 @@ def test_quick_suite_writes_the_marked_block_and_a_chart(tmp_path):
     assert chart.read_bytes().startswith(b"\x89PNG")
 
 
-def test_at_most_six_scripts_beside_the_harness():
+def test_at_most_seven_scripts_beside_the_harness():
+    # Seven since kernel_table.py (issue 13: the per-step program, generated).
     scripts = sorted(p.name for p in BENCH.glob("*.py") if p.name != "harness.py")
-    assert len(scripts) <= 6, scripts
+    assert len(scripts) <= 7, scripts
     assert (BENCH / "harness.py").exists()
     assert not (BENCH / "chunked_projection.py").exists()  # superseded, removed
 
@@ -159,3 +160,54 @@ def test_results_page_is_short_and_keeps_its_generated_blocks():
         assert text.count(start) == 1 and text.count(end) == 1
         block = text.split(start, 1)[1].split(end, 1)[0]
         assert "- command: `python benchmarks/" in block and "- commit: " in block
+
+
+def _kernel_table():
+    name = "benchmarks_kernel_table"
+    if name not in sys.modules:
+        _harness()
+        sys.modules.setdefault("harness", sys.modules["benchmarks_harness"])
+        spec = importlib.util.spec_from_file_location(name, BENCH / "kernel_table.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def test_kernel_table_reads_the_time_loops_of_a_compiled_program():
+    """The per-step reading of ``kernel_table.py`` on CPU programs (its TPU and
+    GPU rows compile the same way, deviceless): a forward has one time loop, a
+    gradient two; kernels and bytes are counted, a slice at its size."""
+    from tests.accelerators import deviceless
+
+    table = _kernel_table()
+    rows = []
+    for mode in ("fwd", "grad"):
+        f, args = table._program("scan", "cpu", 4, 16, mode)
+        text = jax.jit(f).lower(*args).compile().as_text()
+        loops = deviceless.loops(text)
+        assert len(loops) == (1 if mode == "fwd" else 2), mode
+        step = loops[0]
+        assert step.launches >= 1 and step.read > 0 and step.written > 0
+        # One step reads a (B, 4H) slice of the projected inputs, not all T steps.
+        assert step.read < 4 * 16 * 4 * table.T * 4, step
+        rows.append({"target": "cpu", "label": "this CPU", "impl": "scan", "B": 4})
+        rows[-1].update(H=16, mode=mode, temp=1024, kernels=0)
+        rows[-1]["loops"] = [
+            {"kernels": s.kernels, "read": s.read, "written": s.written} for s in loops
+        ]
+    rows.append({**rows[0], "target": "tpu_v5e", "label": "TPU v5e", "loops": []})
+    rows.append({**rows[0], "impl": "pallas", "error": "RESOURCE_EXHAUSTED: vmem"})
+    text = table.table(rows, ["GPU (needs the CUDA plugin)"])
+    assert text.count("\n| ") == len(rows)  # one line each, after the header
+    assert "no time loop" in text and "refused: RESOURCE_EXHAUSTED" in text
+    assert "a model, not a measurement" in text and "not compiled: GPU" in text
+
+
+def test_the_kernel_table_is_in_the_docs():
+    text = (ROOT / "docs" / "kernels.md").read_text()
+    start, end = "<!-- kernel_table:start -->", "<!-- kernel_table:end -->"
+    assert text.count(start) == 1 and text.count(end) == 1
+    block = text.split(start, 1)[1].split(end, 1)[0]
+    assert "- command: `python benchmarks/kernel_table.py" in block
+    assert "| TPU v5e |" in block and "| H200 (sm_90) |" in block
+    assert "model, not a measurement" in block

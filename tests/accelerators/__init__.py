@@ -1,0 +1,1 @@
+"""Deviceless compiles for real TPUs and GPUs (see test_compile.py)."""
