@@ -14,9 +14,9 @@ memory bandwidth).
     python benchmarks/kernel_table.py --write    # and rewrite docs/kernels.md's block
     python benchmarks/kernel_table.py --quick    # one small size (the smoke test)
 
-TPU and GPU rows need ``pip install -e ".[accel]"`` (libtpu, the CUDA plugin);
-without them those rows are left out, saying so. Shapes: ``B`` batch, ``T``
-time, ``I`` input, ``H`` hidden.
+TPU and GPU rows need ``.venv-accel`` (``python scripts/accel_venv.py``: libtpu,
+the CUDA plugin); without them those rows are left out, saying so. Shapes: ``B``
+batch, ``T`` time, ``I`` input, ``H`` hidden.
 """
 
 from __future__ import annotations
@@ -202,7 +202,8 @@ def main():
                 skipped.append(f"{platform.upper()} (needs {', '.join(absent)})")
                 continue
             out = pathlib.Path(tmp) / f"{platform}.json"
-            cmd = [sys.executable, __file__, "--collect", platform, "--out", str(out)]
+            python = deviceless.python() if platform != "cpu" else sys.executable
+            cmd = [python, __file__, "--collect", platform, "--out", str(out)]
             cmd += ["--quick"] if args.quick else []
             env = deviceless.environment(platform)
             subprocess.run(cmd, env=env, check=True, cwd=ROOT)

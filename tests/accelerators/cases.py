@@ -289,31 +289,33 @@ def expects_kernel(case: dict) -> bool:
 
 
 def known_refusal(target: str, case: dict) -> str | None:
-    """Why the compiler refuses ``case`` on ``target`` (a case it is expected to
-    refuse, marked ``xfail(strict=True)``), or ``None``."""
-    platform = TARGETS[target].platform
-    if (
-        platform == "gpu"
-        and case.get("impl") == "pallas_sequence"
-        and case.get("H", 0) > 64
-    ):
-        return (
-            "the GPU 'sequence' design holds W_h (G*Hp*Hp) in one block's shared "
-            "memory: more than the 227 KiB (H200) or 163 KiB (A100) a block may "
-            "opt into from H = 128 on (issue 13 item 3 resizes the designs)"
-        )
-    if target == "tpu_v4" and case.get("impl") == "pallas" and case["H"] >= 1024:
-        # Measured: only the bfloat16 forward fits, and not the LSTM's at B = 256.
-        fits = (
-            case["dtype"] == "bfloat16"
-            and case["mode"] == "fwd"
-            and not (case["cell"] == "lstm" and case["B"] >= 256)
-        )
-        if not fits:
-            return (
-                "the TPU kernel plans for 64 MiB of VMEM (assumed when compiling "
-                "without the chip); a v4 core has 16 MiB: W_h at H = 1024 and the "
-                "pipelined blocks need 19 to 23 MiB (issue 13 item 3 sizes the "
-                "VMEM budget per generation)"
-            )
-    return None
+    """Why rnnjax refuses ``case`` on ``target`` before compiling (its Pallas
+    kernel's plan does not fit the chip: ``rnnjax.kernels.chips``), or ``None``.
+    Such a case must fail with that ``ValueError``, never in the compiler."""
+    impl = case.get("impl", "")
+    if case.get("kind") != "kernel" or not impl.startswith("pallas"):
+        return None
+    import jax.numpy as jnp
+
+    from rnnjax.kernels import Pallas, pallas_gpu, pallas_tpu
+    from tests.accelerators import worker
+
+    spec = TARGETS[target]
+    f32 = jnp.dtype(jnp.float32)
+    design = impl.split("_", 1)[1] if "_" in impl else None
+    options = Pallas(
+        flavour=spec.platform, interpret=False, gpu_design=design, target=spec.chip
+    )
+    flavour = pallas_gpu if spec.platform == "gpu" else pallas_tpu
+    plan = flavour.plan(
+        kind=case["cell"],
+        T=worker.T_PALLAS,
+        B=case["B"],
+        H=case["H"],
+        compute_dtype=jnp.dtype(case["dtype"]),
+        out_dtype=f32,
+        seq_dtypes=(f32, f32),
+        options=options,
+        unroll=1,
+    )
+    return plan if isinstance(plan, str) else None

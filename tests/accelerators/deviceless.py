@@ -2,8 +2,8 @@
 (deviceless ahead-of-time compilation; ``../shared/ACCELERATORS.md``).
 
 A target is a compile-only device: a TPU topology described by libtpu (``jax[tpu]``)
-or a GPU described by a ``GpuTargetConfig`` text file in ``targets/`` (the CUDA
-PJRT plugin, ``ptxas`` from ``nvidia-cuda-nvcc-cu12``). The real compilers run
+or a GPU described by a ``GpuTargetConfig`` text file in ``benchmarks/targets/``
+(the CUDA PJRT plugin, ``ptxas`` from ``nvidia-cuda-nvcc-cu12``). The real compilers run
 (XLA, Mosaic TPU, Triton, ptxas); nothing executes, so a compile proves that the
 program lowers, fits the chip's memories and holds the kernels it should, never
 its numbers or its speed.
@@ -27,6 +27,8 @@ import math
 import os
 import pathlib
 import re
+import subprocess
+import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -40,10 +42,12 @@ class Target:
       name: the test id (``tpu_v5e``, ``gpu_h200``, ...).
       platform: ``"tpu"`` or ``"gpu"``.
       topology: the TPU topology (``"v5e:2x2"``), or the GPU target file in
-        ``targets/`` (``"h200.pbtxt"``).
+        ``benchmarks/targets/`` (``"h200.pbtxt"``).
       label: what the tables call it.
       kind: the compile-only device's ``device_kind``, and for a GPU its compute
         capability (``"NVIDIA H200 9.0"``).
+      chip: the chip the Pallas kernels are sized for,
+        ``Pallas(target=chip)`` (``rnnjax.kernels.chips``).
     """
 
     name: str
@@ -51,20 +55,28 @@ class Target:
     topology: str
     label: str
     kind: str
+    chip: str
 
 
 TARGETS = {
     t.name: t
     for t in (
-        Target("tpu_v4", "tpu", "v4:2x2x1", "TPU v4", "TPU v4"),
-        Target("tpu_v5e", "tpu", "v5e:2x2", "TPU v5e", "TPU v5 lite"),
-        Target("tpu_v5p", "tpu", "v5p:2x2x1", "TPU v5p", "TPU v5"),
+        Target("tpu_v4", "tpu", "v4:2x2x1", "TPU v4", "TPU v4", "v4"),
+        Target("tpu_v5e", "tpu", "v5e:2x2", "TPU v5e", "TPU v5 lite", "v5e"),
+        Target("tpu_v5p", "tpu", "v5p:2x2x1", "TPU v5p", "TPU v5", "v5p"),
         # v6e:1x1 is refused (not a multiple of the 2x2x1 chips of a host); 2x2 works.
-        Target("tpu_v6e", "tpu", "v6e:2x2", "TPU v6e", "TPU v6 lite"),
+        Target("tpu_v6e", "tpu", "v6e:2x2", "TPU v6e", "TPU v6 lite", "v6e"),
         Target(
-            "gpu_a100", "gpu", "a100.pbtxt", "A100 (sm_80)", "NVIDIA A100-SXM4-80GB 8.0"
+            "gpu_a100",
+            "gpu",
+            "a100.pbtxt",
+            "A100 (sm_80)",
+            "NVIDIA A100-SXM4-80GB 8.0",
+            "sm_80",
         ),
-        Target("gpu_h200", "gpu", "h200.pbtxt", "H200 (sm_90)", "NVIDIA H200 9.0"),
+        Target(
+            "gpu_h200", "gpu", "h200.pbtxt", "H200 (sm_90)", "NVIDIA H200 9.0", "sm_90"
+        ),
     )
 }
 
@@ -75,20 +87,47 @@ PACKAGES = {
     # jax_cuda12_plugin, nvidia-cuda-nvcc-cu12 (ptxas) nvidia.cuda_nvcc.
     "gpu": ("jax_plugins.xla_cuda12", "jax_cuda12_plugin", "nvidia.cuda_nvcc"),
 }
-INSTALL = 'pip install -e ".[accel]"'
+INSTALL = "python scripts/accel_venv.py"
+ACCEL_VENV = ROOT / ".venv-accel" / "bin" / "python"
+
+
+def python() -> str:
+    """The Python that compiles: ``RNNJAX_ACCEL_PYTHON``, else the one of
+    ``.venv-accel`` (``scripts/accel_venv.py``), else this one."""
+    named = os.environ.get("RNNJAX_ACCEL_PYTHON")
+    if named:
+        return named
+    return str(ACCEL_VENV) if ACCEL_VENV.exists() else sys.executable
 
 
 def missing(platform: str) -> list[str]:
-    """The packages ``platform``'s compiler needs that this Python lacks."""
-    out = []
-    for module in PACKAGES[platform]:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            out.append(module)
-    return out
+    """The packages ``platform``'s compiler needs that `python` lacks."""
+    check = (
+        "import importlib.util as u, sys\n"
+        "for m in sys.argv[1:]:\n"
+        "    try:\n"
+        "        found = u.find_spec(m) is not None\n"
+        "    except ModuleNotFoundError:\n"
+        "        found = False\n"
+        "    if not found:\n"
+        "        print(m)\n"
+    )
+    if python() == sys.executable:
+        out = []
+        for module in PACKAGES[platform]:
+            try:
+                found = importlib.util.find_spec(module) is not None
+            except ModuleNotFoundError:
+                found = False
+            if not found:
+                out.append(module)
+        return out
+    run = subprocess.run(
+        [python(), "-c", check, *PACKAGES[platform]], capture_output=True, text=True
+    )
+    if run.returncode:
+        return [f"a working {python()}"]
+    return run.stdout.split()
 
 
 def environment(platform: str, base=None) -> dict[str, str]:
@@ -119,7 +158,7 @@ def environment(platform: str, base=None) -> dict[str, str]:
 
 def gpu_config(target: Target) -> str:
     """The ``GpuTargetConfig`` text of a GPU target."""
-    return (HERE / "targets" / target.topology).read_text()
+    return (ROOT / "benchmarks" / "targets" / target.topology).read_text()
 
 
 def device(target: Target):

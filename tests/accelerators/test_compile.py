@@ -1,7 +1,7 @@
 """Every path compiled for real TPUs and GPUs on this CPU-only machine (deviceless
 ahead-of-time compilation, ``deviceless``): TPU v4, v5e, v5p and v6e through
 libtpu, NVIDIA A100 (sm_80) and H200 (sm_90) through the CUDA plugin with the
-target descriptions in ``targets/``.
+target descriptions in ``benchmarks/targets/``.
 
 What passes means: the program lowered and the target's real compiler (XLA,
 Mosaic TPU, Triton, ptxas) accepted it, within the chip's VMEM or shared memory;
@@ -26,20 +26,19 @@ generation's limits bite, each model and train step on one target.
 Each platform compiles in one subprocess (``worker``; the plugins change what
 ``import jax`` does in a process), once per run, its tests kept on one xdist
 worker (``xdist_group``; ``tests/conftest.py`` makes ``-n 2`` deal by
-``loadgroup``). Without the
-packages (``pip install -e ".[accel]"``) the tests skip, saying so;
-``RNNJAX_ACCEL_PYTHON`` names another Python that has them (a venv of its own).
+``loadgroup``). The compilers live in ``.venv-accel`` (made by ``python
+scripts/accel_venv.py``, the README's test command) or the Python that
+``RNNJAX_ACCEL_PYTHON`` names; without them the tests skip, saying so.
 
-Cases the compiler is known to refuse are ``xfail(strict=True)`` with the rule
-(`cases.known_refusal`): when a change makes them compile, the mark must go.
+A Pallas case whose plan does not fit the chip (`cases.known_refusal`, from
+``rnnjax.kernels.chips``) must be refused by rnnjax before compiling, with its
+``ValueError``; every other case must compile.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
@@ -47,10 +46,6 @@ from tests.accelerators import cases, deviceless
 
 PLATFORMS = ("tpu", "gpu")
 CASES = {p: cases.for_platform(p) for p in PLATFORMS}
-
-
-def _python() -> str:
-    return os.environ.get("RNNJAX_ACCEL_PYTHON") or sys.executable
 
 
 class Compiled:
@@ -67,9 +62,7 @@ class Compiled:
         return self.results[platform]
 
     def _run(self, platform: str) -> dict:
-        absent = (
-            [] if "RNNJAX_ACCEL_PYTHON" in os.environ else deviceless.missing(platform)
-        )
+        absent = deviceless.missing(platform)
         if absent:
             pytest.skip(
                 f"deviceless {platform.upper()} compiles need {', '.join(absent)}: "
@@ -78,7 +71,13 @@ class Compiled:
         todo = self.tmp / f"{platform}.json"
         out = self.tmp / f"{platform}.jsonl"
         todo.write_text(json.dumps(CASES[platform]))
-        cmd = [_python(), "-m", "tests.accelerators.worker", str(todo), str(out)]
+        cmd = [
+            deviceless.python(),
+            "-m",
+            "tests.accelerators.worker",
+            str(todo),
+            str(out),
+        ]
         proc = subprocess.run(
             cmd,
             cwd=deviceless.ROOT,
@@ -117,12 +116,8 @@ def _params():
                 target, {"name": "_setup"}, id=f"{target}:device", marks=[group]
             )
             for case in target_cases:
-                marks = [group]
-                reason = cases.known_refusal(target, case)
-                if reason:
-                    marks.append(pytest.mark.xfail(strict=True, reason=reason))
                 yield pytest.param(
-                    target, case, id=f"{target}:{case['name']}", marks=marks
+                    target, case, id=f"{target}:{case['name']}", marks=[group]
                 )
 
 
@@ -136,6 +131,11 @@ def test_compiles_for_the_target(compiled, target, case):
         pytest.fail(f"no result: the worker stopped before it\n{results.get('_crash')}")
     if case["name"] == "_setup":  # the compile-only device is the chip named
         assert result["kind"] == spec.kind
+        return
+    refusal = cases.known_refusal(target, case)
+    if refusal is not None:  # refused by rnnjax's rule, with its clear error
+        assert not result["ok"]
+        assert f"impl: 'pallas' cannot run this shape: {refusal}" in result["error"]
         return
     assert result["ok"], result["error"]
     if cases.expects_kernel(case):

@@ -35,13 +35,17 @@ T_CELL, B_CELL = 16, 8
 T_PALLAS, T_XLA, I_KERNEL = 32, 8, 64
 
 
-def _impl(impl: str, platform: str):
+def _impl(case, platform: str):
     """The ``impl`` of a case: Pallas compiled (not interpreted) in the target's
-    flavour, the GPU design when the case forces one."""
+    flavour and sized for its chip (``case["chip"]``), the GPU design when the
+    case forces one."""
+    impl = case["impl"]
     if not impl.startswith("pallas"):
         return impl
     design = impl.split("_", 1)[1] if "_" in impl else None
-    return Pallas(flavour=platform, interpret=False, gpu_design=design)
+    return Pallas(
+        flavour=platform, interpret=False, gpu_design=design, target=case["chip"]
+    )
 
 
 def _loss(f):
@@ -65,7 +69,7 @@ def _cell_program(case, platform):
     """Gradient of a loss over ``unroll`` of the case's cell, ``B=8, T=16``."""
     cell = cases_lib.make_cell(case["cell"], cases_lib.CELL_H)
     event = cases_lib.CELL_EVENT.get(case["cell"], (cases_lib.CELL_H,))
-    options = rnnjax.UnrollOptions(impl=_impl(case["impl"], platform))
+    options = rnnjax.UnrollOptions(impl=_impl(case, platform))
     params = jax.eval_shape(lambda: cell.init(jax.random.key(0), event[-1]))
     xs = jax.ShapeDtypeStruct((B_CELL, T_CELL, *event), jnp.float32)
 
@@ -80,7 +84,7 @@ def _kernel_program(case, platform):
     options, ``I=64``, ``T=32`` under Pallas and 8 otherwise."""
     dtype = None if case["dtype"] == "float32" else jnp.bfloat16
     cell = cases_lib.make_cell(case["cell"], case["H"], dtype)
-    options = rnnjax.UnrollOptions(impl=_impl(case["impl"], platform))
+    options = rnnjax.UnrollOptions(impl=_impl(case, platform))
     B = case["B"]
     T_KERNEL = T_PALLAS if case["impl"].startswith("pallas") else T_XLA
     params = jax.eval_shape(lambda: cell.init(jax.random.key(0), I_KERNEL))
@@ -206,7 +210,7 @@ def compile_case(case, target, dev, tmp, seen):
     result = {"name": case["name"], "ok": False, "error": "", "same_as": None}
     digest = None
     try:
-        f, args = build(case, target.platform, tmp)
+        f, args = build(dict(case, chip=target.chip), target.platform, tmp)
         args = deviceless.abstract(args, dev)
         jitted = f if hasattr(f, "lower") else jax.jit(f)
         lowered = jitted.lower(*args)
