@@ -1,7 +1,7 @@
 """The scripts meant for accelerators, compiled for them without a device:
 ``benchmarks/gpu.py``'s cases for the H200 (``--compile-only h200 --covering``:
-each distinct Pallas tiling, every other contender once; the full list is
-``--compile-only h200`` alone) and notebook 07's timing cell for a TPU v5e (its
+each distinct Pallas tiling; the XLA paths compile in ``test_compile``; the full
+list is ``--compile-only h200`` alone) and notebook 07's timing cell for a TPU v5e (its
 code run with the backend taken to be a TPU and ``time_jax`` compiling for the
 v5e instead of timing). Each in a process of its own, in the Python that
 ``deviceless.python`` names; skipped without the compilers."""
@@ -64,7 +64,9 @@ def _run(platform, args):
 def test_gpu_benchmark_cases_compile_for_the_h200():
     done = _run("gpu", ["benchmarks/gpu.py", "--compile-only", "h200", "--covering"])
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "0 failed" in done.stdout and "OK   lstm f32" in done.stdout
+    assert "0 failed" in done.stdout and "OK   lstm f32 B=64 H=256 rnnjax pallas" in (
+        done.stdout
+    )
 
 
 @pytest.mark.slow
