@@ -140,10 +140,12 @@ def unroll(
     lengths = _validate.check_lengths_arg(seq_lengths, batch_shape, num_steps)
     resets = _validate.check_resets(resets, batch_shape, num_steps, time_major)
 
+    valid = None
+    if lengths is not None:
+        valid = _valid_mask(num_steps, lengths)  # (T, *B)
+        # Once, in xs's own layout; the reversal below keeps padding in place.
+        xs = _zero_padding(xs, valid if time_major else jnp.moveaxis(valid, 0, -1))
     if cudnn:
-        if lengths is not None:  # as below; (*B, T) when batch-major
-            valid = _valid_mask(num_steps, lengths)
-            xs = _zero_padding(xs, valid if time_major else jnp.moveaxis(valid, 0, -1))
         empty = not (num_steps and math.prod(batch_shape))
         return _cudnn_unroll(
             cell, params, carry, xs, lengths, reverse, time_major, empty
@@ -153,12 +155,8 @@ def unroll(
     carry = _match_varying_axes(carry, (params, xs, resets, rec_mask))
     order = None
     if reverse:
-        order = _reversal(num_steps, batch_shape, lengths)
+        order = kernels.scan.reversal_order(num_steps, lengths, len(batch_shape))
         xs, resets = _permute(xs, order), _permute(resets, order)
-    valid = None
-    if lengths is not None:
-        valid = _valid_mask(num_steps, lengths)
-        xs = _zero_padding(xs, valid)
     masks = dict(valid=valid, resets=resets, rec_mask=rec_mask)
     if options.remat is not None:
         carry, ys = _remat.run(
@@ -279,16 +277,6 @@ def _zero_padding(xs, valid):
     steps' outputs and carries are discarded anyway."""
     mask = valid.reshape(valid.shape + (1,) * (xs.ndim - valid.ndim))
     return jnp.where(mask, xs, jnp.zeros((), xs.dtype))
-
-
-def _reversal(num_steps, batch_shape, lengths):
-    """Time indices that reverse each valid prefix: ``(T,)`` or ``(T, *B)``."""
-    steps = jnp.arange(num_steps)
-    if lengths is None:
-        return steps[::-1]
-    steps = steps.reshape((num_steps,) + (1,) * len(batch_shape))
-    lengths = lengths[None]
-    return jnp.where(steps < lengths, lengths - 1 - steps, steps)
 
 
 def _permute(x, order):

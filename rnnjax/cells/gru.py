@@ -50,6 +50,15 @@ from rnnjax.cells.base import (
 )
 
 
+def _activations(cell):
+    """``(gate activation, candidate activation)`` of a GRU or MGU cell, as
+    functions (raises naming the field for an unknown name)."""
+    return (
+        resolve_activation(cell.gate_activation, "gate_activation"),
+        resolve_activation(cell.activation, "activation"),
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class GRU(FusedFormCell):
     """GRU cell; build it with `rnnjax.gru`.
@@ -74,14 +83,7 @@ class GRU(FusedFormCell):
 
     def __post_init__(self):
         super().__post_init__()
-        resolve_activation(self.gate_activation, "gate_activation")
-        resolve_activation(self.activation, "activation")
-
-    def _acts(self):
-        return (
-            resolve_activation(self.gate_activation, "gate_activation"),
-            resolve_activation(self.activation, "activation"),
-        )
+        _activations(self)  # an unknown name raises here
 
     @property
     def fusable(self) -> bool:
@@ -109,7 +111,7 @@ class GRU(FusedFormCell):
     def update(self, pw, carry, z, hw):
         a_r, a_z, a_n = jnp.split(z, 3, axis=-1)
         h_r, h_z, h_n = jnp.split(hw, 3, axis=-1)
-        sigma, act = self._acts()
+        sigma, act = _activations(self)
         r = sigma(a_r + h_r)
         u = sigma(a_z + h_z)
         n = act(a_n + r * (h_n + expand(pw["b_hn"], h_n.ndim)))
@@ -125,7 +127,7 @@ class GRU(FusedFormCell):
         h_r, h_z = jnp.split(
             linear(mask_operand(carry, rec_mask), w_rz, self.dtype), 2, -1
         )
-        sigma, act = self._acts()
+        sigma, act = _activations(self)
         r = sigma(a_r + h_r)
         u = sigma(a_z + h_z)
         n = act(a_n + linear(mask_operand(r * carry, rec_mask), w_n, self.dtype))
@@ -159,8 +161,7 @@ class MGU(CellBase):
 
     def __post_init__(self):
         super().__post_init__()
-        resolve_activation(self.gate_activation, "gate_activation")
-        resolve_activation(self.activation, "activation")
+        _activations(self)  # an unknown name raises here
 
     @property
     def has_b_hn(self) -> bool:
@@ -180,8 +181,7 @@ class MGU(CellBase):
 
     def recur(self, params, carry, z, rec_mask=None):
         H = self.hidden_size
-        sigma = resolve_activation(self.gate_activation, "gate_activation")
-        act = resolve_activation(self.activation, "activation")
+        sigma, act = _activations(self)
         w_f, w_n = params["w_h"][:, :H], params["w_h"][:, H:]
         a_f, a_n = jnp.split(z, 2, axis=-1)
         h_in = mask_operand(carry, rec_mask)

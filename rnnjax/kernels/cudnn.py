@@ -36,6 +36,7 @@ from jax.experimental import rnn
 
 from rnnjax.cells.lstm import LSTM, LSTMState
 from rnnjax.kernels.pallas import unsupported_reason
+from rnnjax.kernels.scan import reversal_order
 
 # The cuDNN call, ``jax.experimental.rnn.lstm``'s signature; tests on a CPU put
 # `reference_lstm` here to check everything around it.
@@ -159,9 +160,7 @@ def unroll_layer(cell, params, carry, xs, lengths, reverse):
 def _reverse_prefixes(x, lengths, full: bool):
     """``x (B, T, F)`` with each row's first ``lengths`` steps reversed (the rest
     in place); its own inverse."""
-    T = x.shape[1]
     if full:
         return jnp.flip(x, axis=1)
-    steps = jnp.arange(T)[None, :]
-    order = jnp.where(steps < lengths[:, None], lengths[:, None] - 1 - steps, steps)
+    order = reversal_order(x.shape[1], lengths, 1).T  # (B, T)
     return jnp.take_along_axis(x, order[..., None], axis=1)

@@ -99,3 +99,15 @@ def scan_recurrence(cell, params, carry0, inputs: StepInputs, *, unroll=1, start
 
     start = carry0 if start is None else start
     return lax.scan(body, start, (zs, valid, resets), unroll=unroll)
+
+
+def reversal_order(num_steps: int, lengths, batch_ndim: int):
+    """Time indices that reverse each sequence's valid prefix (the padding stays
+    in place): ``(T,)`` when ``lengths`` is ``None``, else ``(T, *B)`` for
+    ``lengths (*B,)``. Its own inverse."""
+    steps = jnp.arange(num_steps)
+    if lengths is None:
+        return steps[::-1]
+    steps = steps.reshape((num_steps,) + (1,) * batch_ndim)
+    lengths = lengths[None]
+    return jnp.where(steps < lengths, lengths - 1 - steps, steps)

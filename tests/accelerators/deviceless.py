@@ -22,7 +22,6 @@ lazily and is safe to import anywhere.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
 import os
 import pathlib
@@ -101,7 +100,8 @@ def python() -> str:
 
 
 def missing(platform: str) -> list[str]:
-    """The packages ``platform``'s compiler needs that `python` lacks."""
+    """The packages ``platform``'s compiler needs that `python` lacks (asked of
+    that Python itself: it may be another environment's)."""
     check = (
         "import importlib.util as u, sys\n"
         "for m in sys.argv[1:]:\n"
@@ -112,16 +112,6 @@ def missing(platform: str) -> list[str]:
         "    if not found:\n"
         "        print(m)\n"
     )
-    if python() == sys.executable:
-        out = []
-        for module in PACKAGES[platform]:
-            try:
-                found = importlib.util.find_spec(module) is not None
-            except ModuleNotFoundError:
-                found = False
-            if not found:
-                out.append(module)
-        return out
     run = subprocess.run(
         [python(), "-c", check, *PACKAGES[platform]], capture_output=True, text=True
     )
