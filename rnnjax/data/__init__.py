@@ -1,11 +1,12 @@
-"""Data for rnnjax: synthetic long-time-lag tasks, character text, JSB Chorales,
-scikit-learn's 8 x 8 digits.
+"""Data for rnnjax: synthetic long-time-lag tasks, multi-query associative recall
+(MQAR), character text, JSB Chorales, scikit-learn's 8 x 8 digits.
 
 Pure NumPy (JAX keys are accepted as seeds); nothing here imports Flax or Optax.
 """
 
 from rnnjax.data.digits import load_digits
 from rnnjax.data.music import load_jsb, pad_batch
+from rnnjax.data.recall import mqar
 from rnnjax.data.synthetic import (
     ADDING_TOLERANCE,
     TEMPORAL_ORDER_CLASSES,
@@ -36,6 +37,7 @@ __all__ = [
     "load_jsb",
     "load_text",
     "long_time_lag",
+    "mqar",
     "multiplication",
     "pad_batch",
     "parity",

@@ -51,9 +51,9 @@ significant: X,X -> Q = 0, X,Y -> R = 1, Y,X -> S = 2, Y,Y -> U = 3)."""
 class Batch(NamedTuple):
     """One batch of a synthetic task: ``(inputs, targets, mask)``.
 
-    ``inputs`` is ``(B, T, I)`` float32, ``targets`` is ``(B, T, 1)`` float32
-    (regression) or ``(B, T)`` int32 (class ids), ``mask`` is ``(B, T)`` float32 with
-    1 at the scored steps.
+    ``inputs`` is ``(B, T, I)`` float32 (or ``(B, T)`` int32 token ids: `mqar`, the
+    text tasks), ``targets`` is ``(B, T, 1)`` float32 (regression) or ``(B, T)``
+    int32 (class ids), ``mask`` is ``(B, T)`` float32 with 1 at the scored steps.
     """
 
     inputs: np.ndarray
