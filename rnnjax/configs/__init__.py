@@ -2,8 +2,9 @@
 command-line overrides.
 
 Each config is a module with ``get_config() -> ml_collections.ConfigDict``:
-``char_lstm`` (the default), ``adding_lstm``, ``jsb_lstm``, ``jsb_gru`` and
-``temporal_order_lstm``. The repository's ``configs/*.py`` re-export them, so
+``char_lstm`` (the default), ``adding_lstm``, ``jsb_lstm``, ``jsb_gru``,
+``temporal_order_lstm``, ``mqar_lstm``, and the xLSTM ones: ``xlstm_char`` and
+``mqar_xlstm``. The repository's ``configs/*.py`` re-export them, so
 ``--config configs/char_lstm.py`` (a path) and ``--config char_lstm`` (a name) load
 the same thing.
 
@@ -25,7 +26,16 @@ import ml_collections
 __all__ = ["DEFAULT", "NAMES", "from_json", "load", "override"]
 
 #: The built-in configs, by name.
-NAMES = ("char_lstm", "adding_lstm", "jsb_lstm", "jsb_gru", "temporal_order_lstm")
+NAMES = (
+    "char_lstm",
+    "adding_lstm",
+    "jsb_lstm",
+    "jsb_gru",
+    "temporal_order_lstm",
+    "mqar_lstm",
+    "mqar_xlstm",
+    "xlstm_char",
+)
 #: What ``rnnjax train`` runs without ``--config``.
 DEFAULT = "char_lstm"
 

@@ -1,6 +1,7 @@
 """The fields every experiment has; each task's file sets ``task``, ``data`` and its
 own defaults on top (as the Flax examples' variants change a few fields of
-``default.py``)."""
+``default.py``). `xlstm_model` is the ``model`` group of a config that trains an
+xLSTM stack instead of an RNN stack."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
     """The shared fields, with neutral defaults."""
     config = ml_collections.ConfigDict()
-    # "char", "adding", "temporal_order" or "jsb" (rnnjax.train.tasks.TASKS); the
-    # task's data options live under `data`.
+    # "char", "adding", "temporal_order", "jsb" or "mqar" (rnnjax.train.tasks.TASKS);
+    # the task's data options live under `data`.
     config.task = ""
     config.data = ml_collections.ConfigDict()
 
@@ -47,3 +48,31 @@ def get_config() -> ml_collections.ConfigDict:
     config.keep = 3
     config.log_every = 50
     return config
+
+
+def xlstm_model() -> ml_collections.ConfigDict:
+    """The ``model`` group of an xLSTM model (`rnnjax.train.xlstm_model`): token
+    embedding (or a linear input projection), an xLSTM block stack, a linear
+    read-out. It replaces the RNN group (``cell``, ``hidden_size``, ...)."""
+    model = ml_collections.ConfigDict()
+    # Marks the group as an xLSTM stack's (an RNN stack's group has no `kind`).
+    model.kind = "xlstm"
+    # The kernels' `impl` of the sLSTM and mLSTM recurrences ("auto" picks).
+    model.impl = "auto"
+    model.xlstm = ml_collections.ConfigDict()
+    # The width of the residual stream (E), the stack's input and output size.
+    model.xlstm.embedding_dim = 64
+    model.xlstm.num_blocks = 2
+    # The sLSTM blocks, 0-based indices separated by commas ("1": [1:1] with two
+    # blocks); "" for an mLSTM-only stack, "all" for an sLSTM-only stack.
+    model.xlstm.slstm_at = ""
+    # Heads of the mLSTM and sLSTM layers (both divide their inner sizes).
+    model.xlstm.num_heads = 4
+    # The causal depthwise convolution's kernel size in both block kinds.
+    model.xlstm.conv_kernel_size = 4
+    # Up-projection factor of the mLSTM block, and of the sLSTM block's gated FFN.
+    model.xlstm.mlstm_proj_factor = 2.0
+    model.xlstm.ffn_proj_factor = 1.3
+    # Dropout inside the blocks (training only).
+    model.xlstm.dropout = 0.0
+    return model

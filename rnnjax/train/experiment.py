@@ -6,7 +6,7 @@ run directory, trains data-parallel over every local device, evaluates, saves
 checkpoints and metrics, and can resume a killed run. Its pieces live apart:
 
 - `rnnjax.train.tasks`: one object per task (``config.task``: ``char``,
-  ``adding``, ``temporal_order``, ``jsb``), its data, loss and metrics;
+  ``adding``, ``temporal_order``, ``jsb``, ``mqar``), its data, loss and metrics;
 - [`rnnjax.train.schema`][rnnjax.train.schema]: the config checks;
 - [`rnnjax.train.model`][rnnjax.train.model]: the stack and its read-out;
 - `rnnjax.train.trainer`: the `Trainer` owning the jitted functions,
@@ -157,7 +157,8 @@ def evaluate(exp: Experiment, params, split: str = "test", *, mesh=None) -> dict
     ``char``: ``loss`` (nats per character) and ``bpc``; ``adding``: ``loss`` =
     ``mse`` and ``solved`` (the fraction of sequences with an absolute error below
     0.04); ``jsb``: ``loss`` = ``nll`` (nats per time step);
-    ``temporal_order``: ``loss`` (cross-entropy), ``accuracy`` and ``solved``.
+    ``temporal_order``: ``loss`` (cross-entropy), ``accuracy`` and ``solved``;
+    ``mqar``: ``loss`` (cross-entropy on the query steps) and ``accuracy``.
     With a ``mesh`` the batches are split over its devices. `Trainer.evaluate`.
     """
     return Trainer(exp, mesh).evaluate(params, split)

@@ -17,6 +17,7 @@ import jax
 
 import rnnjax
 from rnnjax.cells import base
+from rnnjax.train import xlstm_model
 
 __all__ = ["CELLS", "Model", "cell_spec", "make_model"]
 
@@ -108,8 +109,11 @@ class Model:
 
 def make_model(model_config, input_size: int, output_size: int, one_hot: bool):
     """The `Model` of ``config.model`` (``cell``, ``hidden_size``,
-    ``num_layers``, ``dropout``, ``impl``) for the task's sizes."""
+    ``num_layers``, ``dropout``, ``impl``) for the task's sizes, or the
+    `rnnjax.train.xlstm_model.XLSTMModel` of an xLSTM group (``kind="xlstm"``)."""
     m = model_config
+    if "kind" in m:
+        return xlstm_model.make_xlstm_model(m, input_size, output_size, one_hot)
     name, options = cell_spec(m.cell)
     cell = CELLS[name](m.hidden_size, **options)
     stack = rnnjax.stack(cell, m.num_layers, dropout=m.dropout)

@@ -10,8 +10,8 @@ file with one class, registered with [`register`][rnnjax.train.tasks.register]:
 
 Built in: ``char`` ([`char`][rnnjax.train.tasks.char]), ``adding``
 ([`adding`][rnnjax.train.tasks.adding]), ``temporal_order``
-([`temporal_order`][rnnjax.train.tasks.temporal_order]) and ``jsb``
-([`jsb`][rnnjax.train.tasks.jsb]).
+([`temporal_order`][rnnjax.train.tasks.temporal_order]), ``jsb``
+([`jsb`][rnnjax.train.tasks.jsb]) and ``mqar`` ([`mqar`][rnnjax.train.tasks.mqar]).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from rnnjax.train.tasks.adding import AddingTask
 from rnnjax.train.tasks.base import Task, TaskData
 from rnnjax.train.tasks.char import CharTask
 from rnnjax.train.tasks.jsb import JsbTask
+from rnnjax.train.tasks.mqar import MqarTask
 from rnnjax.train.tasks.temporal_order import TemporalOrderTask
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "AddingTask",
     "CharTask",
     "JsbTask",
+    "MqarTask",
     "Task",
     "TaskData",
     "TemporalOrderTask",
@@ -83,6 +85,6 @@ _METHODS = (
     "summary",
 )
 
-for _task in (CharTask(), AddingTask(), JsbTask(), TemporalOrderTask()):
+for _task in (CharTask(), AddingTask(), JsbTask(), TemporalOrderTask(), MqarTask()):
     register(_task)
 del _task

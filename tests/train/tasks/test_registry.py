@@ -79,7 +79,7 @@ def running_sum():
 
 
 def test_the_built_in_tasks():
-    assert sorted(tasks.TASKS) == ["adding", "char", "jsb", "temporal_order"]
+    assert sorted(tasks.TASKS) == ["adding", "char", "jsb", "mqar", "temporal_order"]
     for name, task in tasks.TASKS.items():
         assert isinstance(task, tasks.Task) and task.name == name
         assert task.get_config().task == name
