@@ -21,6 +21,11 @@ Groups (each a list of runs, see ``RUNS``):
   adding problem and on JSB Chorales; ``joz_long_s0`` and ``joz_long_s1``: the
   adding runs trained four times longer; ``joz_adding50_b0`` and
   ``joz_adding50_b1``: the adding problem at T = 50, three seeds per bias.
+- ``mqar`` and ``mqar_lstm``: Beck et al. 2024 (xLSTM), Section 4.1: multi-query
+  associative recall (Arora et al. 2023) at T = 64 with 4 and 8 key-value pairs,
+  an mLSTM stack ([1:0]) and an xLSTM stack ([1:1]) of widths 32 and 64
+  (``mqar``), against one-layer LSTMs of about the same parameter counts
+  (``mqar_lstm``).
 
 Every run goes through :func:`rnnjax.train.experiment.train_and_evaluate` in
 ``runs/reproductions/<id>`` (run from the repository root, so the JSB config finds
@@ -34,6 +39,7 @@ into ``docs/reproductions/results.csv`` and draws the PNGs.
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import dataclasses
 import json
@@ -97,6 +103,34 @@ def _jsb(group, name, cell, hidden, seed, steps=2000):
     over.update(steps=steps, eval_every=250, checkpoint_every=250)
     over["keep"] = steps // 250 + 1
     return Run(name, group, "jsb_lstm", over)
+
+
+#: MQAR: the stack widths E and the hidden sizes of the one-layer LSTMs with
+#: about the same parameter count (vocabulary 64, one-hot input, linear read-out):
+#: E = 32 -> 22,064 (mLSTM) and 21,704 ([1:1]) against LSTM 44 -> 22,064;
+#: E = 64 -> 68,624 and 72,008 against LSTM 98 -> 70,232.
+MQAR_WIDTHS = {32: 44, 64: 98}
+MQAR_PAIRS = (4, 8)
+#: The stacks: name -> model.xlstm.slstm_at over two blocks.
+MQAR_STACKS = {"mlstm": "", "xlstm": "1"}
+MQAR_STEPS = 1500
+
+
+def _mqar_runs() -> list[Run]:
+    runs = []
+    common = {"steps": MQAR_STEPS, "eval_every": 250, "checkpoint_every": MQAR_STEPS}
+    for pairs in MQAR_PAIRS:
+        for width, hidden in MQAR_WIDTHS.items():
+            for name, at in MQAR_STACKS.items():
+                over = {"data.num_kv_pairs": pairs, "model.xlstm.embedding_dim": width}
+                over.update({"model.xlstm.slstm_at": at}, **common)
+                rid = f"mqar-{name}-kv{pairs}-e{width}"
+                runs.append(Run(rid, "mqar", "mqar_xlstm", over))
+            over = {"data.num_kv_pairs": pairs, "model.cell": "lstm"}
+            over.update({"model.hidden_size": hidden}, **common)
+            rid = f"mqar-lstm-kv{pairs}-e{width}"
+            runs.append(Run(rid, "mqar_lstm", "mqar_lstm", over))
+    return runs
 
 
 def _runs() -> list[Run]:
@@ -164,7 +198,7 @@ def _runs() -> list[Run]:
             cell = f"lstm(forget_bias={bias}.0)"
             name, group = f"joz-adding50-fb{bias}-s{seed}", f"joz_adding50_b{bias}"
             runs.append(_adding(group, name, cell, 50, 4000, seed=seed))
-    return runs
+    return runs + _mqar_runs()
 
 
 RUNS = _runs()
@@ -285,11 +319,16 @@ def write_csv(records: dict) -> None:
         for rid, rec in records.items():
             test, over = rec["test"], rec["overrides"]
             metric = "nll" if "nll" in test else "mse" if "mse" in test else "loss"
+            slstm_at = over.get("model.xlstm.slstm_at")
             row = {
                 "id": rid,
                 "group": rec["group"],
-                "cell": over["model.cell"],
-                "hidden_size": over["model.hidden_size"],
+                "cell": over["model.cell"]
+                if slstm_at is None
+                else f"xlstm(slstm_at='{slstm_at}')",
+                "hidden_size": over.get(
+                    "model.hidden_size", over.get("model.xlstm.embedding_dim")
+                ),
                 "seed": over.get("seed", 0),
                 "params": rec["params"],
                 "steps": rec["steps"],
@@ -424,6 +463,32 @@ def plots(records: dict) -> None:
         "valid MSE",
         log=True,
     )
+    _mqar_plot(collections.defaultdict(lambda: None, records))
+
+
+def _mqar_plot(records: dict) -> None:
+    """Test accuracy at the queries against the model width, one panel per number
+    of key-value pairs (the layout of the xLSTM paper's MQAR figure)."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(MQAR_PAIRS), figsize=(7.2, 3.4), sharey=True)
+    labels = {"mlstm": "mLSTM [1:0]", "xlstm": "xLSTM [1:1]", "lstm": "LSTM"}
+    for ax, pairs in zip(axes, MQAR_PAIRS, strict=True):
+        for name, label in labels.items():
+            ids = [f"mqar-{name}-kv{pairs}-e{w}" for w in MQAR_WIDTHS]
+            points = [(w, records[i]) for w, i in zip(MQAR_WIDTHS, ids, strict=True)]
+            points = [(w, r["test"]["accuracy"]) for w, r in points if r is not None]
+            if points:
+                ax.plot(*zip(*points, strict=True), "o-", label=label)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(list(MQAR_WIDTHS), [str(w) for w in MQAR_WIDTHS])
+        ax.set(title=f"{pairs} key-value pairs, T = 64", xlabel="model width E")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy at the queries")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(OUT / "mqar.png", dpi=100)
+    plt.close(fig)
 
 
 def _summary(records: dict) -> None:

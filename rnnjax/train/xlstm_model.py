@@ -105,26 +105,33 @@ class XLSTMModel:
             xs = jnp.take(params["embed"]["table"], inputs, axis=0)
         else:
             xs = base.dense(params["embed"], inputs)
+        drop = key is not None and self.stack.has_dropout
         carry, ys = self.stack.apply(
             params["xlstm"],
             xs,
             carry=carry,
             seq_lengths=seq_lengths,
-            key=key,
+            key=key if drop else None,
+            training=drop,
             options=rnnjax.UnrollOptions(impl=self.impl),
         )
         return carry, base.dense(params["out"], ys)
 
 
 def make_xlstm_model(model_config, input_size: int, output_size: int, one_hot: bool):
-    """The `XLSTMModel` of an xLSTM ``config.model`` for the task's sizes."""
+    """The `XLSTMModel` of an xLSTM ``config.model`` for the task's sizes: the
+    stack of `rnnjax.models.xlstm_stack` with ``num_heads`` and
+    ``conv_kernel_size`` for both block kinds, the rest at the factory's defaults
+    (the ``xlstm`` package's)."""
     x = model_config.xlstm
     stack = models.xlstm_stack(
         x.embedding_dim,
         x.num_blocks,
         slstm_at=slstm_indices(x.slstm_at, x.num_blocks),
-        num_heads=x.num_heads,
-        conv_kernel_size=x.conv_kernel_size,
+        mlstm_heads=x.num_heads,
+        slstm_heads=x.num_heads,
+        mlstm_conv_kernel_size=x.conv_kernel_size,
+        slstm_conv_kernel_size=x.conv_kernel_size,
         mlstm_proj_factor=x.mlstm_proj_factor,
         ffn_proj_factor=x.ffn_proj_factor,
         dropout=x.dropout,

@@ -27,6 +27,9 @@ TINY = [
 def tiny(name, text_path=None, extra=()):
     _, config = configs.load(name)
     pairs = list(TINY)
+    if "kind" in config.model:  # an xLSTM model: its width, one head
+        pairs[0] = ("model.xlstm.embedding_dim", "16")
+        pairs.append(("model.xlstm.num_heads", "1"))
     if text_path is not None:
         pairs += [("data.text_path", str(text_path)), ("sample.length", "10")]
     return configs.override(config, pairs + list(extra))
