@@ -344,6 +344,8 @@ def write_csv(records: dict) -> None:
             hit_key = "solved" if "solved" in test else "accuracy"
             if hit_key in test:
                 row["test_accuracy"] = f"{test[hit_key]:.4f}"
+            # The 2,560-sequence criterion of Hochreiter & Schmidhuber's tasks.
+            if hit_key in test and not rec["config"].startswith("mqar"):
                 row["test_wrong_of_2560"] = round((1 - test[hit_key]) * 2560)
                 row["first_step_all_but_3_correct"] = _criterion_step(
                     rec, hit_key, 1 - 3 / 2560
