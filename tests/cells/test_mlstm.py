@@ -28,12 +28,15 @@ I, H, NH = 3, 8, 2
 DH = H // NH
 
 
-def _blocks(p, x):
+def _blocks(p, x, nh=NH):
+    """``q, k, v (..., nh, dh)``, ``o (..., H)``, ``i~, f~ (..., nh)``."""
     a = x @ p["w_x"] + p["b"]
-    q, k, v, o = (a[..., j * H : (j + 1) * H] for j in range(4))
-    i_t, f_t = a[..., 4 * H : 4 * H + NH], a[..., 4 * H + NH :]
-    heads = lambda u: u.reshape((*u.shape[:-1], NH, DH))
-    return heads(q), heads(k) / np.sqrt(DH), heads(v), ref.sigmoid(o), i_t, f_t
+    h = (a.shape[-1] - 2 * nh) // 4
+    q, k, v, o = (a[..., j * h : (j + 1) * h] for j in range(4))
+    i_t, f_t = a[..., 4 * h : 4 * h + nh], a[..., 4 * h + nh :]
+    dh = h // nh
+    heads = lambda u: u.reshape((*u.shape[:-1], nh, dh))
+    return heads(q), heads(k) / np.sqrt(dh), heads(v), ref.sigmoid(o), i_t, f_t
 
 
 def _log_f(f_t, forget_gate):
@@ -60,13 +63,15 @@ def stabilised_reference(forget_gate, eps=1e-6):
     return step
 
 
-def paper_sequence(p, xs, forget_gate):
-    """The unstabilised equations over ``xs (T, *B, I)`` from the zero state."""
-    C = np.zeros((*xs.shape[1:-1], NH, DH, DH))
-    n = np.zeros((*xs.shape[1:-1], NH, DH))
+def paper_sequence(p, xs, forget_gate, nh=NH):
+    """The unstabilised equations over ``xs (T, *B, I)`` from the zero state, with
+    ``nh`` heads; returns ``ys (T, *B, H)``."""
+    dh = (p["w_x"].shape[-1] - 2 * nh) // 4 // nh
+    C = np.zeros((*xs.shape[1:-1], nh, dh, dh))
+    n = np.zeros((*xs.shape[1:-1], nh, dh))
     ys = []
     for x in xs:
-        q, k, v, o, i_t, f_t = _blocks(p, x)
+        q, k, v, o, i_t, f_t = _blocks(p, x, nh)
         i_g, f_g = np.exp(i_t), np.exp(_log_f(f_t, forget_gate))
         C = f_g[..., None, None] * C + i_g[..., None, None] * (
             v[..., :, None] * k[..., None, :]
