@@ -80,11 +80,10 @@ def select(cell, impl):
     or a `Pallas`). ``"auto"`` picks the fastest valid one for this cell:
     ``associative`` for cells linear in the state; ``chunkwise`` for cells with
     the mLSTM core's parallel form (the parallel form for ``T <= chunk_size``);
-    ``pallas`` for the plain LSTM
-    and the GRU on the platforms of `AUTO_PALLAS_PLATFORMS` (none yet;
-    ``fused`` for shapes it cannot hold), decided per lowering platform; ``fused``
-    for fused-form cells; ``scan`` otherwise. Raises ValueError naming ``impl``
-    when the cell cannot run it."""
+    ``pallas`` for the plain LSTM and the GRU on the platforms of
+    `AUTO_PALLAS_PLATFORMS` (none yet; ``fused`` for shapes it cannot hold),
+    decided per lowering platform; ``fused`` for fused-form cells; ``scan``
+    otherwise. Raises ValueError naming ``impl`` when the cell cannot run it."""
     impl = as_impl(impl)
     if impl == Impl.CUDNN:
         raise ValueError(

@@ -20,7 +20,9 @@ T, DH))``.
   + w_t q_t.n_0|, exp(-m_t)) + eps)``. Memory ``O(T^2)`` per head. (The ``xlstm``
   package's ``parallel_stabilized_simple`` without an initial state: its ``m_t``
   omits the term ``F_t + m_0``, so it differs from its own recurrent step where
-  that term is the largest.)
+  that term is the largest.) ``F`` is a float32 sum over the whole sequence:
+  over thousands of steps ``F_t - F_j`` loses digits, which the chunkwise form
+  avoids.
 - `mlstm_chunkwise`: chunks of ``chunk_size`` steps; a ``lax.scan`` over chunks
   carries the state from one chunk boundary to the next (the parallel form's end
   state of a chunk), and every chunk's outputs are the parallel form inside it,
