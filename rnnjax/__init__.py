@@ -46,6 +46,7 @@ from rnnjax.cells import (
     MUT1,
     MUT2,
     MUT3,
+    SLSTM,
     Cell,
     CellBase,
     ClockworkRNN,
@@ -61,6 +62,7 @@ from rnnjax.cells import (
     MinGRU,
     MinLSTM,
     SimpleRNN,
+    SLSTMState,
     clockwork_rnn,
     conv_lstm,
     depth_gated_lstm,
@@ -68,6 +70,7 @@ from rnnjax.cells import (
     grid_lstm,
     grid_lstm_1d,
     gru,
+    headwise_linear,
     lstm,
     mgu,
     min_gru,
@@ -76,6 +79,7 @@ from rnnjax.cells import (
     mut2,
     mut3,
     simple_rnn,
+    slstm,
 )
 from rnnjax.checks import check_lengths
 from rnnjax.layers import Bidirectional, Layer, Stack, stack
@@ -106,6 +110,8 @@ __all__ = [
     "MUT3",
     "MinGRU",
     "MinLSTM",
+    "SLSTM",
+    "SLSTMState",
     "SimpleRNN",
     "Stack",
     "UnrollOptions",
@@ -118,6 +124,7 @@ __all__ = [
     "grid_lstm_1d",
     "gru",
     "hardware",
+    "headwise_linear",
     "interop",
     "lstm",
     "mgu",
@@ -128,6 +135,7 @@ __all__ = [
     "mut2",
     "mut3",
     "simple_rnn",
+    "slstm",
     "stack",
     "unroll",
 ]

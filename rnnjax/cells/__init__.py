@@ -22,6 +22,7 @@ from rnnjax.cells.lstm import LSTM, LSTMState, lstm
 from rnnjax.cells.minimal import MinGRU, MinLSTM, min_gru, min_lstm
 from rnnjax.cells.mut import MUT1, MUT2, MUT3, mut1, mut2, mut3
 from rnnjax.cells.simple import SimpleRNN, simple_rnn
+from rnnjax.cells.slstm import SLSTM, SLSTMState, headwise_linear, slstm
 
 __all__ = [
     "Cell",
@@ -44,6 +45,8 @@ __all__ = [
     "MUT3",
     "MinGRU",
     "MinLSTM",
+    "SLSTM",
+    "SLSTMState",
     "SimpleRNN",
     "clockwork_rnn",
     "conv_lstm",
@@ -52,6 +55,7 @@ __all__ = [
     "grid_lstm",
     "grid_lstm_1d",
     "gru",
+    "headwise_linear",
     "lstm",
     "mgu",
     "min_gru",
@@ -60,4 +64,5 @@ __all__ = [
     "mut2",
     "mut3",
     "simple_rnn",
+    "slstm",
 ]
