@@ -207,13 +207,13 @@ class SLSTMLayer:
             None,
         )
         cell = self.cell
-        recurrence = kernels.select(cell, run.options.impl)
+        recurrence = kernels.select(cell, run.slstm_impl)
         state, hs = recurrence(
             cell,
             {"w_h": params["w_h"], "b": params["b"]},
             carry.cell,
             inputs,
-            unroll=run.options.unroll,
+            unroll=run.unroll,
         )
         hs = dropout(jnp.moveaxis(hs, 0, -2), self.dropout, key)
         return LayerState(window, state), head_norm(params["norm"], hs, self.num_heads)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -252,14 +252,15 @@ class Run(NamedTuple):
 
     Attributes:
       lengths: ``(*B,)`` valid steps (right padding) or ``None``.
-      options: the sLSTM recurrence's `rnnjax.UnrollOptions` (``impl``,
-        ``unroll``).
+      slstm_impl: the sLSTM recurrence's ``impl`` (``rnnjax.kernels.select``).
+      unroll: its steps per loop iteration.
       mlstm_impl: the mLSTM core's form (``rnnjax.kernels.mlstm.mlstm_sequence``).
       mlstm_chunk_size: its chunk size.
     """
 
     lengths: Array | None
-    options: UnrollOptions
+    slstm_impl: Any
+    unroll: int
     mlstm_impl: str
     mlstm_chunk_size: int
 
@@ -295,11 +296,15 @@ def apply_model(
         the carry is the one after each sequence's last valid step.
       key: PRNG key for dropout (needed when ``training`` and a rate is set).
       training: apply dropout.
-      options: the sLSTM recurrence's `rnnjax.UnrollOptions` (``impl``,
-        ``unroll``; ``remat`` is not supported here).
-      mlstm_impl: the mLSTM core's form, ``"auto"``, ``"scan"``, ``"parallel"``
-        or ``"chunkwise"``; ``None``: ``"scan"`` when ``options.impl`` is
-        ``"scan"``, else ``"auto"``.
+      options: `rnnjax.UnrollOptions`: ``impl`` and ``unroll`` of the sLSTM
+        recurrence (``"parallel"`` and ``"chunkwise"`` are the mLSTM's and leave
+        the sLSTM on ``"auto"``); ``impl`` also picks the mLSTM core's form
+        unless ``mlstm_impl`` is given: ``"scan"``, ``"parallel"`` and
+        ``"chunkwise"`` run that form, any other ``"auto"``. ``remat`` is not
+        supported here (wrap the call in ``jax.checkpoint``).
+      mlstm_impl: the mLSTM core's form, ``"auto"`` (chunkwise; the parallel
+        form when ``T <= mlstm_chunk_size``), ``"scan"``, ``"parallel"`` or
+        ``"chunkwise"``; ``None``: from ``options.impl``.
       mlstm_chunk_size: the chunkwise form's chunk size.
 
     Returns:
@@ -311,8 +316,10 @@ def apply_model(
             f"options: remat is not supported by the xLSTM models, got "
             f"remat={options.remat!r} (wrap the call in jax.checkpoint instead)"
         )
+    impl = str(options.impl)  # an Impl (a str enum) or a Pallas value
+    mlstm_forms = ("scan", "parallel", "chunkwise")
     if mlstm_impl is None:
-        mlstm_impl = "scan" if options.impl == "scan" else "auto"
+        mlstm_impl = impl if impl in mlstm_forms else "auto"
     if mlstm_impl not in MLSTM_IMPLS:
         raise ValueError(
             f"mlstm_impl: expected one of {MLSTM_IMPLS} or None, got {mlstm_impl!r}"
@@ -333,7 +340,8 @@ def apply_model(
         _validate.check_carry(carry, expected)
     lengths = _validate.check_lengths_arg(seq_lengths, batch_shape, num_steps)
     check_dropout_key(key, training, model.has_dropout, "model")
-    run = Run(lengths, options, mlstm_impl, mlstm_chunk_size)
+    slstm_impl = "auto" if impl in mlstm_forms[1:] else options.impl
+    run = Run(lengths, slstm_impl, options.unroll, mlstm_impl, mlstm_chunk_size)
     valid = run.valid(num_steps)
     if valid is not None:  # padded inputs zeroed once (no NaN from padding)
         xs = jnp.where(valid[..., None], xs, jnp.zeros((), xs.dtype))
