@@ -20,8 +20,10 @@ from rnnjax.cells.grid_lstm import (
 from rnnjax.cells.gru import GRU, MGU, gru, mgu
 from rnnjax.cells.lstm import LSTM, LSTMState, lstm
 from rnnjax.cells.minimal import MinGRU, MinLSTM, min_gru, min_lstm
+from rnnjax.cells.mlstm import MLSTM, MLSTMState, ParallelFormCell, mlstm
 from rnnjax.cells.mut import MUT1, MUT2, MUT3, mut1, mut2, mut3
 from rnnjax.cells.simple import SimpleRNN, simple_rnn
+from rnnjax.cells.slstm import SLSTM, SLSTMState, headwise_linear, slstm
 
 __all__ = [
     "Cell",
@@ -39,11 +41,16 @@ __all__ = [
     "LSTMState",
     "LinearRecurrenceCell",
     "MGU",
+    "MLSTM",
+    "MLSTMState",
     "MUT1",
     "MUT2",
     "MUT3",
     "MinGRU",
     "MinLSTM",
+    "ParallelFormCell",
+    "SLSTM",
+    "SLSTMState",
     "SimpleRNN",
     "clockwork_rnn",
     "conv_lstm",
@@ -52,12 +59,15 @@ __all__ = [
     "grid_lstm",
     "grid_lstm_1d",
     "gru",
+    "headwise_linear",
     "lstm",
     "mgu",
+    "mlstm",
     "min_gru",
     "min_lstm",
     "mut1",
     "mut2",
     "mut3",
     "simple_rnn",
+    "slstm",
 ]

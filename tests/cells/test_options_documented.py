@@ -20,6 +20,7 @@ CELLS = {
     "SimpleRNN": (rnnjax.SimpleRNN, rnnjax.simple_rnn, ()),
     "MinGRU": (rnnjax.MinGRU, rnnjax.min_gru, ()),
     "MinLSTM": (rnnjax.MinLSTM, rnnjax.min_lstm, ()),
+    "MLSTM": (rnnjax.MLSTM, rnnjax.mlstm, ()),
     "MUT1": (rnnjax.MUT1, rnnjax.mut1, ()),
     "MUT2": (rnnjax.MUT2, rnnjax.mut2, ()),
     "MUT3": (rnnjax.MUT3, rnnjax.mut3, ()),
@@ -28,6 +29,7 @@ CELLS = {
     "ClockworkRNN": (rnnjax.ClockworkRNN, rnnjax.clockwork_rnn, ()),
     "GridLSTM": (rnnjax.GridLSTM, rnnjax.grid_lstm, ()),
     "GridLSTM1D": (rnnjax.GridLSTM1D, rnnjax.grid_lstm_1d, ()),
+    "SLSTM": (rnnjax.SLSTM, rnnjax.slstm, ()),
 }
 COMMON = {f.name for f in dataclasses.fields(CellBase)}
 
