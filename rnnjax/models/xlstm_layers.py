@@ -139,6 +139,7 @@ class SLSTMLayer:
                 f"num_heads: expected a divisor of embedding_dim={self.embedding_dim}, "
                 f"got {self.num_heads}"
             )
+        self.cell  # noqa: B018  (the cell checks block_index and num_blocks)
 
     @property
     def head_dim(self) -> int:
@@ -146,28 +147,28 @@ class SLSTMLayer:
 
     @property
     def cell(self):
+        """The recurrence: `rnnjax.slstm` (its input weights ``w_x`` unused)."""
         return slstm(
-            self.embedding_dim, num_heads=self.num_heads, forget_gate=self.forget_gate
+            self.embedding_dim,
+            num_heads=self.num_heads,
+            forget_gate=self.forget_gate,
+            block_index=self.block_index,
+            num_blocks=self.num_blocks,
         )
 
     def init(self, key) -> dict:
-        """The package's initialisation: gates ``small_init``, recurrent weights
-        zero, biases zero but the forget gate's (a power law over each head's
-        features, depending on ``block_index / (num_blocks - 1)``), PyTorch's
-        default for the convolution, norm weight zero (scale 1)."""
+        """The package's initialisation: gates ``small_init``, PyTorch's default
+        for the convolution, norm weight zero (scale 1), and the cell's (`slstm`:
+        recurrent weights zero, biases zero but the forget gate's power law)."""
         E, NH, DH = self.embedding_dim, self.num_heads, self.head_dim
-        keys = jax.random.split(key, 5)
+        keys = jax.random.split(key, 6)
         p = {}
         if self.conv_kernel_size:
             p["conv"] = conv_init(keys[4], self.conv_kernel_size, E)
         for name, k in zip(("w_i", "w_f", "w_z", "w_o"), keys[:4], strict=True):
             p[name] = small_init(k, (NH, DH, DH), E)
-        p["w_h"] = jnp.zeros((NH, DH, 4 * DH), jnp.float32)
-        ratio = self.block_index / (self.num_blocks - 1) if self.num_blocks > 1 else 0
-        steps = jnp.arange(DH, dtype=jnp.float32) / max(DH - 1, 1)
-        forget = -(-5.0 + 12.0 * steps ** (0.3 + 1.3 * ratio))
-        b = jnp.zeros((4, NH, DH), jnp.float32).at[1].set(forget)
-        p["b"] = b.reshape(4 * E)
+        cell_params = self.cell.init(keys[5], E)
+        p["w_h"], p["b"] = cell_params["w_h"], cell_params["b"]
         p["norm"] = norm_init(E, weight=self.group_norm_weight)
         return p
 

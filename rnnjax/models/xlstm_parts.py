@@ -333,7 +333,8 @@ def apply_model(
             f"{xs.shape}"
         )
     check_params(model, params)
-    expected = model.initial_carry(batch_shape, jnp.float32)
+    # float32 state (float64 for float64 inputs, so that a float64 run is one)
+    expected = model.initial_carry(batch_shape, jnp.promote_types(xs.dtype, "float32"))
     if carry is None:
         carry = expected
     else:

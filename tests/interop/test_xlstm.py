@@ -4,9 +4,11 @@ gradients of its sLSTM and mLSTM layers, blocks and a block stack against their
 
 The package's sLSTM runs its pure-PyTorch ``vanilla`` backend; its mLSTM layer runs
 the parallel form (``parallel_stabilized_simple``), the only one 2.0.6 has. The
-oracle is the package in float64 (its float32 run is itself off by about 2e-5 in
-the stack's gradients); rnnjax runs in float32 and reaches about 1e-6 relative in
-values and 1e-5 in gradients.
+oracle is the package in float64; rnnjax runs in float32 and reaches (relative to
+the largest magnitude) at most 3e-6 in values and 2.5e-5 in input gradients, the
+stack's (the package's own float32 run is 2.4e-5 off there; rnnjax in float64 is
+2e-7 off, the package's parallel form leaving the zero initial state out of its
+stabiliser, which moves its ``eps``).
 
 The package's mLSTM layer cannot run without a convolution (kernel size 0 fails in
 ``CausalConv1d.reset_parameters``, kernel size 1 trims its output to nothing), so
@@ -42,7 +44,7 @@ from xlstm.xlstm_block_stack import (  # noqa: E402
 
 B, T, E = 2, 7, 16
 ROUND = 16  # the package rounds up-projections to multiples of this (default 64)
-TOL = 2e-5  # relative to the largest magnitude
+TOL = {"ys": 1e-5, "d xs": 5e-5}  # relative to the largest magnitude
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -120,7 +122,7 @@ def compare(module, seed=0, grads=True, convert=from_xlstm):
     for what, got, want in checks:
         want = want.detach().numpy()
         err = np.abs(np.asarray(got, np.float64) - want).max() / np.abs(want).max()
-        assert err < TOL, f"{what}: relative error {err:.3g}"
+        assert err < TOL[what], f"{what}: relative error {err:.3g}"
     return model, carry, x
 
 
@@ -133,11 +135,10 @@ def test_slstm_layer(num_heads, kernel_size):
     assert (model.num_heads, model.conv_kernel_size) == (num_heads, kernel_size)
     # The final state: the package's (y, c, n, m) and its convolution window.
     _, state = module(torch.from_numpy(x), return_last_state=True)
-    y, c, n, _ = state["slstm_state"].detach().numpy()
-    np.testing.assert_allclose(carry.cell.h, y, rtol=1e-5, atol=1e-5)
-    # c and n are scaled by exp(-m), whose first step the package stabilises
-    # differently (m_1 = i_1); their ratio is the state.
-    np.testing.assert_allclose(carry.cell.c / carry.cell.n, c / n, rtol=1e-4, atol=1e-5)
+    y, c, n, m = state["slstm_state"].detach().numpy()
+    for name, want in (("h", y), ("c", c), ("n", n), ("m", m)):
+        got = getattr(carry.cell, name)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5, err_msg=name)
     if kernel_size:
         window = state["conv_state"].detach().numpy()
         np.testing.assert_allclose(carry.conv, window, rtol=0, atol=0)
