@@ -21,7 +21,7 @@ head-major), ``norm {"weight": (E,)}`` (scale ``1 + weight``; empty without
 **mLSTM layer** (`MLSTMLayer`), for ``x (*B, T, E)``:
 
     [xm, z] = x W_up                     (D each)
-    xc = swish(causal_conv(xm))
+    xc = swish(causal_conv(xm))          (xc = swish(xm) when conv_kernel_size == 0)
     q, k = xc W_q, xc W_k;  v = xm W_v   head-wise with blocks of qkv_blocksize
     i~, f~ = [q, k, v] W_i + b_i, [q, k, v] W_f + b_f      (NH each)
     h  = mLSTM core (rnnjax.kernels.mlstm; k / sqrt(DH)), per head
@@ -47,7 +47,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax import _validate, kernels
-from rnnjax.cells.base import check_positive_int
+from rnnjax.cells.base import check_positive_int, expand
 from rnnjax.cells.mlstm import MLSTMState
 from rnnjax.cells.slstm import headwise_linear, slstm
 from rnnjax.kernels.mlstm import mlstm_sequence
@@ -81,11 +81,12 @@ class LayerState(NamedTuple):
 def headwise_affine(p: dict, x: Array) -> Array:
     """``headwise_linear(x, p["w"])`` plus ``p["b"]`` when present."""
     y = headwise_linear(x, p["w"])
-    return y if "b" not in p else y + p["b"].reshape((1,) * (y.ndim - 1) + (-1,))
+    return y if "b" not in p else y + expand(p["b"], y.ndim)
 
 
 def conv_stage(p: dict, kernel_size: int, xs: Array, window: Array, lengths):
-    """``(swish-free conv output, new window)``; the identity without a kernel."""
+    """``(causal_conv(p["conv"], xs), window after it)`` (no activation); ``xs``
+    and the unchanged (empty) window without a kernel."""
     if kernel_size == 0:
         return xs, window
     return causal_conv(p["conv"], xs, window, lengths)
@@ -354,8 +355,7 @@ class MLSTMLayer:
         h = jnp.moveaxis(h, -3, -2)
         h = h.reshape(*h.shape[:-2], NH * DH)
         h = head_norm(params["norm"], h, NH)
-        skip = params["skip"].reshape((1,) * (h.ndim - 1) + (-1,))
-        h = (h + skip * x_act) * jax.nn.silu(z)
+        h = (h + expand(params["skip"], h.ndim) * x_act) * jax.nn.silu(z)
         y = dropout(affine(params["proj_down"], h), self.dropout, key)
         return LayerState(window, state), y
 
