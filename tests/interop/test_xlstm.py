@@ -57,12 +57,13 @@ def quick_compiles():
     jax.config.update("jax_disable_most_optimizations", old)
 
 
-def slstm_config(num_heads, kernel_size):
+def slstm_config(num_heads, kernel_size, **kw):
     return sLSTMLayerConfig(
         embedding_dim=E,
         num_heads=num_heads,
         conv1d_kernel_size=kernel_size,
         backend="vanilla",
+        **kw,
     )
 
 
@@ -169,11 +170,15 @@ def test_mlstm_layer_without_conv():
 
 
 def test_slstm_block():
-    config = sLSTMBlockConfig(slstm=slstm_config(2, 0), feedforward=ffn_config())
+    """Without the group norm's weight, with a GeLU FFN."""
+    config = sLSTMBlockConfig(
+        slstm=slstm_config(2, 0, group_norm_weight=False), feedforward=ffn_config()
+    )
     config._num_blocks, config._block_idx = 1, 0
     config.__post_init__()
     model, _, _ = compare(perturbed(sLSTMBlock(config), 3), grads=False)
     assert isinstance(model, XLSTMBlock) and model.ffn is not None
+    assert not model.layer.group_norm_weight
 
 
 def test_mlstm_block_with_bias():
