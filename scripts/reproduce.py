@@ -130,6 +130,15 @@ def _mqar_runs() -> list[Run]:
             over.update(eval_every=100, checkpoint_every=steps)
             rid, group = f"mqar-{name}-kv{pairs}-e32", f"mqar_{name}"
             runs.append(Run(rid, group, "mqar_xlstm", over))
+    # The mLSTM stack at the LSTMs' budget: does it leave its plateau? One group
+    # per run, to run side by side.
+    for pairs in (4, 8):
+        steps = MQAR_LSTM_STEPS
+        over = {"data.num_kv_pairs": pairs, "model.xlstm.embedding_dim": 32}
+        over.update({"model.xlstm.slstm_at": "", "steps": steps})
+        over.update(eval_every=250, checkpoint_every=steps)
+        rid = f"mqar-mlstm-kv{pairs}-e32-long"
+        runs.append(Run(rid, f"mqar_long{pairs}", "mqar_xlstm", over))
     for width, (hidden, pairs_list) in MQAR_LSTM.items():
         for pairs in pairs_list:
             steps = MQAR_LSTM_STEPS
@@ -213,7 +222,9 @@ RUNS = _runs()
 GROUPS = tuple(dict.fromkeys(r.group for r in RUNS))
 #: Names for several groups at once (each group can also run alone, e.g. two
 #: side by side on two cores).
-ALIASES = {"mqar": ("mqar_mlstm", "mqar_xlstm", "mqar_lstm")}
+ALIASES = {
+    "mqar": ("mqar_mlstm", "mqar_xlstm", "mqar_lstm", "mqar_long4", "mqar_long8")
+}
 
 
 # ---------------------------------------------------------------------- running
@@ -488,6 +499,7 @@ def _mqar_plot(records: dict) -> None:
     lines = {
         "mLSTM [1:0], E = 32 (22k)": "mqar-mlstm-kv{}-e32",
         "xLSTM [1:1], E = 32 (22k)": "mqar-xlstm-kv{}-e32",
+        "mLSTM [1:0], 1,500 steps": "mqar-mlstm-kv{}-e32-long",
         "LSTM 44 (22k)": "mqar-lstm-kv{}-e32",
         "LSTM 98 (70k)": "mqar-lstm-kv{}-e64",
     }
