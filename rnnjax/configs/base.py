@@ -64,8 +64,9 @@ def xlstm_model() -> ml_collections.ConfigDict:
     # The width of the residual stream (E), the stack's input and output size.
     model.xlstm.embedding_dim = 64
     model.xlstm.num_blocks = 2
-    # The sLSTM blocks, 0-based indices separated by commas ("1": [1:1] with two
-    # blocks); "" for an mLSTM-only stack, "all" for an sLSTM-only stack.
+    # The sLSTM blocks: the paper's ratio "m:s" ("1:1", "7:1"), or 0-based indices
+    # separated by commas ("1": [1:1] with two blocks); "" for an mLSTM-only
+    # stack, "all" for an sLSTM-only stack.
     model.xlstm.slstm_at = ""
     # Heads of the mLSTM and sLSTM layers (both divide their inner sizes).
     model.xlstm.num_heads = 4

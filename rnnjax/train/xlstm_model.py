@@ -28,22 +28,28 @@ __all__ = ["XLSTMModel", "check", "make_xlstm_model", "slstm_indices"]
 
 def slstm_indices(spec, num_blocks: int) -> tuple[int, ...]:
     """The sLSTM blocks of ``model.xlstm.slstm_at``: ``""`` none, ``"all"`` every
-    block, else comma-separated 0-based indices below ``num_blocks`` (``"1"``,
-    ``"1,3"``); ``ValueError`` naming the key otherwise."""
+    block, the paper's ratio ``"m:s"`` (in each group of ``m + s`` blocks the last
+    ``s``: ``"1:1"`` of 2 blocks is ``(1,)``, ``"7:1"`` of 16 is ``(7, 15)``), or
+    comma-separated 0-based indices below ``num_blocks`` (``"1"``, ``"1,3"``);
+    ``ValueError`` naming the key otherwise."""
     text = str(spec).strip()
     if text == "":
         return ()
     if text == "all":
         return tuple(range(num_blocks))
+    m, _, s = text.partition(":")
+    if m.isdigit() and s.isdigit() and int(s) >= 1:
+        group = int(m) + int(s)
+        return tuple(i for i in range(num_blocks) if i % group >= int(m))
     try:
         at = tuple(sorted({int(part) for part in text.split(",")}))
     except ValueError:
         at = None
     if at is None or at[0] < 0 or at[-1] >= num_blocks:
         raise ValueError(
-            f"config.model.xlstm.slstm_at: expected '', 'all' or comma-separated "
-            f"block indices in [0, {num_blocks}) (model.xlstm.num_blocks="
-            f"{num_blocks}), got {spec!r}"
+            f"config.model.xlstm.slstm_at: expected '', 'all', a ratio 'm:s' or "
+            f"comma-separated block indices in [0, {num_blocks}) "
+            f"(model.xlstm.num_blocks={num_blocks}), got {spec!r}"
         )
     return at
 

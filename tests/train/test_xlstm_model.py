@@ -19,18 +19,28 @@ MQAR = [("data.num_kv_pairs", "3"), ("data.vocab_size", "16")]
 
 @pytest.mark.parametrize(
     "spec, want",
-    [("", ()), ("all", (0, 1, 2)), ("1", (1,)), (" 2,0 ", (0, 2)), ("1,1", (1,))],
+    [
+        ("", ()),
+        ("all", (0, 1, 2, 3)),
+        ("1", (1,)),
+        (" 2,0 ", (0, 2)),
+        ("1,1", (1,)),
+        ("1:1", (1, 3)),
+        ("3:1", (3,)),
+        ("0:1", (0, 1, 2, 3)),
+    ],
 )
 def test_slstm_at(spec, want):
-    assert xlstm_model.slstm_indices(spec, 3) == want
+    assert xlstm_model.slstm_indices(spec, 4) == want
 
 
 @pytest.mark.parametrize(
     "key, value, error, match",
     [
         ("model.kind", "transformer", ValueError, r"config\.model\.kind: expected one"),
-        ("model.xlstm.slstm_at", "3", ValueError, r"slstm_at: expected '', 'all' or"),
-        ("model.xlstm.slstm_at", "a", ValueError, r"slstm_at: expected '', 'all' or"),
+        ("model.xlstm.slstm_at", "3", ValueError, r"slstm_at: expected '', 'all', a"),
+        ("model.xlstm.slstm_at", "a", ValueError, r"slstm_at: expected '', 'all', a"),
+        ("model.xlstm.slstm_at", "1:0", ValueError, r"slstm_at: expected '', 'all'"),
         ("model.xlstm.num_heads", 0, ValueError, r"num_heads: expected a positive"),
         ("model.xlstm.dropout", 1.0, ValueError, r"xlstm\.dropout: expected a rate"),
         ("model.xlstm.embedding_dim", 8.0, TypeError, r"embedding_dim: expected a int"),
