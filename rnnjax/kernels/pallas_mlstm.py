@@ -46,9 +46,10 @@ the memory of the target chip is `rnnjax.kernels.chips`'s table:
   intermediates must fit 85% of the core's VMEM (`tpu_vmem_bytes`): ``DH``
   up to 512 at ``L = 64`` on v4's 16 MiB, 1024 and more on v5e/v5p/v6e.
 - GPU: ``chunk_size`` a power of two from 16 to 128; ``DH`` is padded to a
-  power of two (at least 16); the products' operands staged in shared memory
-  (`gpu_shared_bytes`) must fit one block's opt-in maximum (163 KiB on an
-  A100, 227 KiB on an H100 / H200).
+  power of two (at least 16); the value tile ``BV`` is the largest of 64, 32,
+  16 whose staged product operands (`gpu_shared_bytes`) fit one block's opt-in
+  shared memory (163 KiB on an A100, 227 KiB on an H100 / H200): ``DH`` up to
+  512 at ``L = 64`` on either, 1024 at ``L = 32`` on an H200.
 
 Shapes (legend of ``rnnjax``; ``NH`` heads, ``DH`` head size, ``L`` chunk
 size, ``NC`` chunks): ``q, k, v (*B, NH, T, DH)``, ``i_pre, f_pre (*B, NH,
@@ -254,7 +255,8 @@ def mlstm_chunkwise_pallas(
 
     Returns:
       ``(carry_T, h)``: the carry after the last valid step (the type of
-      ``carry``) and ``h (*B, NH, T, DH)`` in ``q``'s dtype.
+      ``carry``, its dtypes) and ``h (*B, NH, T, DH)`` in the dtype of ``q``
+      and ``C`` together (``jnp.result_type``), as the plain forms.
 
     Derivatives: reverse mode only (a ``custom_vjp``), the VJP of the plain-JAX
     ``mlstm_chunkwise``.
@@ -312,8 +314,9 @@ def _forward(p, q, k, v, i_pre, f_pre, C0, n0, m0, valid):
         m0.reshape(BH, 1, 1).astype(F32),
     )
     run = kernels.tpu_forward if p.flavour == "tpu" else kernels.gpu_forward
-    h, CT, nT, mT = run(p, seq(q), seq(k), seq(v), gates, state)
-    h = h[:, :T, :DH].reshape(q.shape).astype(q.dtype)
+    h_dtype = jnp.result_type(q, C0)
+    h, CT, nT, mT = run(p, seq(q), seq(k), seq(v), gates, state, h_dtype)
+    h = h[:, :T, :DH].reshape(q.shape)
     heads = q.shape[:-2]
     CT = CT[:, :DH, :DH].reshape(*heads, DH, DH).astype(C0.dtype)
     nT = nT[:, 0, :DH].reshape(*heads, DH).astype(n0.dtype)
@@ -356,19 +359,9 @@ def _core_fwd(p, q, k, v, i_pre, f_pre, C0, n0, m0, valid):
 
 def _core_bwd(p, res, cts):
     *primals, valid = res
-    _, vjp = jax.vjp(_reference(p, valid), *primals)
-    cts = [_zeros_if_none(c, x) for c, x in zip(cts, _outs(primals), strict=True)]
-    grads = vjp(tuple(cts))
+    out, vjp = jax.vjp(_reference(p, valid), *primals)
+    grads = vjp(tuple(c.astype(o.dtype) for c, o in zip(cts, out, strict=True)))
     return (*(g.astype(x.dtype) for g, x in zip(grads, primals, strict=True)), None)
-
-
-def _outs(primals):
-    q, C0, n0, m0 = primals[0], primals[5], primals[6], primals[7]
-    return (C0, n0, m0, q)
-
-
-def _zeros_if_none(ct, like):
-    return jnp.zeros(like.shape, like.dtype) if ct is None else ct
 
 
 _core.defvjp(_core_fwd, _core_bwd)

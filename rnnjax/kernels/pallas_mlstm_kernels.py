@@ -43,7 +43,12 @@ def chunk(p, q, k, v, b, u, a, g, ok, C, n, m, causal, precision):
     """One chunk on tiles, float32: ``q, k (L, DHp)``, ``v (L, BV)``, gate columns
     ``b, a (L, 1)``, row ``u (1, L)``, ``g (1, 1)``, ``ok (L, 1)`` or None,
     ``causal (L, L)`` bool (``j <= t``), state ``C (DHp, BV)``, ``n (1, DHp)``,
-    ``m (1, 1)``. Returns ``(h (L, BV), C', n', m')``."""
+    ``m (1, 1)``. Returns ``(h (L, BV), C', n', m')``. The ``k`` and ``v`` rows
+    of invalid steps are zeroed (their gate weights are zero, but a NaN there
+    would survive the product)."""
+    if ok is not None:
+        k = jnp.where(ok > 0.5, k, jnp.zeros_like(k))
+        v = jnp.where(ok > 0.5, v, jnp.zeros_like(v))
     log_d = jnp.where(causal, b + u, NEG)  # b_t - b_j + i_j
     m_inter = b + m
     m_t = jnp.maximum(m_inter, jnp.max(log_d, axis=1, keepdims=True))
@@ -65,8 +70,8 @@ def chunk(p, q, k, v, b, u, a, g, ok, C, n, m, causal, precision):
 # ------------------------------------------------------------------ TPU
 
 
-def tpu_forward(p, q, k, v, gates, state):
-    """``(h (BH, Tp, DHp), C_T, n_T, m_T)``. Grid ``(BH: "parallel", NC:
+def tpu_forward(p, q, k, v, gates, state, h_dtype):
+    """``(h (BH, Tp, DHp) in h_dtype, C_T, n_T, m_T)``. Grid ``(BH: "parallel", NC:
     "arbitrary")``; the state in VMEM scratch, set from the carry at chunk 0 and
     written out at the last chunk."""
     BH, Tp, DH = q.shape
@@ -88,7 +93,7 @@ def tpu_forward(p, q, k, v, gates, state):
     specs += [per_head(DH, DH), per_head(1, DH), per_head(1, 1)]
     C_like = jax.ShapeDtypeStruct((BH, DH, DH), F32)
     out_shape = [
-        jax.ShapeDtypeStruct((BH, Tp, DH), q.dtype),
+        jax.ShapeDtypeStruct((BH, Tp, DH), h_dtype),
         C_like,
         jax.ShapeDtypeStruct((BH, 1, DH), F32),
         jax.ShapeDtypeStruct((BH, 1, 1), F32),
@@ -159,9 +164,9 @@ def _tpu_kernel(p, names, *refs):
 # ------------------------------------------------------------------ GPU
 
 
-def gpu_forward(p, q, k, v, gates, state):
-    """``(h (BH, Tp, DHp), C_T, n_T, m_T)``. Grid ``(BH, DHp / BV)``: a program
-    holds ``C[:, tile]`` in registers and walks the ``NC`` chunks in a
+def gpu_forward(p, q, k, v, gates, state, h_dtype):
+    """``(h (BH, Tp, DHp) in h_dtype, C_T, n_T, m_T)``. Grid ``(BH, DHp / BV)``:
+    a program holds ``C[:, tile]`` in registers and walks the ``NC`` chunks in a
     ``fori_loop`` (Triton has no ordered grid axis); ``n`` and ``m`` are formed
     by every tile's program alike (``n_T``, ``m_T`` are read from tile 0's)."""
     BH, Tp, DH = q.shape
@@ -180,7 +185,7 @@ def gpu_forward(p, q, k, v, gates, state):
     specs += [vec(Tp)] if "valid" in gates else []
     specs += [C_tile, vec(DH), vec(1)]
     out_shape = [
-        jax.ShapeDtypeStruct((BH, Tp, DH), q.dtype),
+        jax.ShapeDtypeStruct((BH, Tp, DH), h_dtype),
         jax.ShapeDtypeStruct((BH, DH, DH), F32),
         jax.ShapeDtypeStruct((BH, NV, DH), F32),
         jax.ShapeDtypeStruct((BH, NV, 1), F32),

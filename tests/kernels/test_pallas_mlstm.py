@@ -21,9 +21,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from rnnjax.cells.mlstm import MLSTMState
 from rnnjax.kernels import Pallas, chips
+from rnnjax.kernels import mlstm as plain
 from rnnjax.kernels import pallas_mlstm as pm
 from rnnjax.kernels.pallas_mlstm import mlstm_chunkwise_pallas
+from tests.kernels._compare import (
+    FAST_COMPILE,
+    assert_tree_close,
+    jit_fast,
+    values_and_vjp,
+)
 
 
 class State(NamedTuple):
@@ -73,19 +81,27 @@ def problem(batch, NH, T, DH, seed, dtype=jnp.float32, lengths=None):
         jnp.asarray(normal(*batch, NH, scale=0.5), jnp.float32),
     )
     valid = None
-    if lengths is not None:
+    if lengths is not None:  # NaN in every input of the invalid steps
         lens = np.resize(np.asarray(lengths), int(np.prod(batch))).reshape(batch)
         valid = jnp.asarray(np.arange(T) < lens[..., None])
+        gate_ok = valid[..., None, :]
+        q, k, v = (jnp.where(gate_ok[..., None], x, jnp.nan) for x in (q, k, v))
+        i_pre, f_pre = (jnp.where(gate_ok, x, jnp.nan) for x in (i_pre, f_pre))
     return (q, k, v, i_pre, f_pre, carry), valid
 
 
 def check_values(flavour, batch, T, L, forget_gate, lengths, seed, rtol=2e-5):
     args, valid = problem(batch, 2, T, 8, seed, lengths=lengths)
     options = Pallas(flavour=flavour, interpret=True)
-    carry, h = mlstm_chunkwise_pallas(
-        *args, valid=valid, forget_gate=forget_gate, chunk_size=L, options=options
-    )
-    want = reference(*args[:5], args[5], valid, forget_gate)
+
+    def f(*args):
+        return mlstm_chunkwise_pallas(
+            *args, valid=valid, forget_gate=forget_gate, chunk_size=L, options=options
+        )
+
+    carry, h = jit_fast(f)(*args)
+    mask = None if valid is None else np.asarray(valid)
+    want = reference(*args[:5], args[5], mask, forget_gate)
     for name, got, w in zip(("C", "n", "m", "h"), (*carry, h), want, strict=True):
         scale = max(1.0, float(np.max(np.abs(w))))
         np.testing.assert_allclose(
@@ -100,32 +116,38 @@ CHUNKS = {"tpu": 8, "gpu": 16}
 
 @pytest.mark.parametrize("flavour", sorted(CHUNKS))
 def test_values_masked_and_ragged(flavour):
-    """Two batch dimensions, a ``valid`` mask (zero, partial and full lengths),
-    ``T`` three chunks and a bit; the sigmoid forget gate."""
+    """Two batch dimensions, a ``valid`` mask (zero, partial and full lengths;
+    NaN in the inputs of the invalid steps), ``T`` two chunks and a bit; the
+    sigmoid forget gate."""
     L = CHUNKS[flavour]
     T = 2 * L + 5
     carry, h = check_values(flavour, (2, 2), T, L, "sigmoid", [0, T, 3, L + 1], 0)
     assert carry.C.dtype == jnp.float32 and h.shape == (2, 2, 2, T, 8)
 
 
-@pytest.mark.parametrize("flavour", sorted(CHUNKS))
-def test_values_exp_forget_gate_unmasked(flavour):
+def test_values_exp_forget_gate_unmasked():
     """``forget_gate="exp"`` (log f = f_pre, may be positive), no mask, ``T``
-    shorter than one chunk (one padded chunk)."""
-    check_values(flavour, (3,), CHUNKS[flavour] - 3, CHUNKS[flavour], "exp", None, 1)
+    shorter than one chunk (one padded chunk); the TPU flavour (the gate enters
+    in the preparation that both flavours share)."""
+    check_values("tpu", (3,), CHUNKS["tpu"] - 3, CHUNKS["tpu"], "exp", None, 1)
 
 
 def test_bfloat16_inputs_tpu():
     """bfloat16 ``q, k, v`` (chunks of 16 rows, the bf16 sublane tiling): widened
-    to float32 in the kernel; ``h`` comes back in bfloat16."""
+    to float32 in the kernel; ``h`` in float32 with the float32 carry (the
+    plain forms' ``result_type``)."""
     args, valid = problem((2,), 2, 21, 8, 2, dtype=jnp.bfloat16, lengths=[21, 9])
     options = Pallas(flavour="tpu", interpret=True)
-    carry, h = mlstm_chunkwise_pallas(
-        *args, valid=valid, chunk_size=16, options=options
-    )
+
+    def f(*args):
+        return mlstm_chunkwise_pallas(
+            *args, valid=valid, chunk_size=16, options=options
+        )
+
+    carry, h = jit_fast(f)(*args)
     want = reference(*args[:5], args[5], np.asarray(valid), "sigmoid")
-    assert h.dtype == jnp.bfloat16
-    np.testing.assert_allclose(np.asarray(h, np.float64), want[3], rtol=2e-2, atol=2e-2)
+    assert h.dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(h), want[3], rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(np.asarray(carry.C), want[0], rtol=1e-4, atol=1e-4)
 
 
@@ -238,3 +260,30 @@ def test_cross_lowering(platform):
 
     text = jax.jit(f).trace(*args).lower(lowering_platforms=(platform,)).as_text()
     assert marker in text
+
+
+# ---------------------------------------------------------------- the plain forms
+
+
+def test_equals_plain_forms_values_and_gradients():
+    """Against ``mlstm_scan`` (the recurrence) and ``mlstm_chunkwise`` at the same
+    chunk size: outputs, final carry and the VJP of every float input (a random
+    cotangent on ``h`` and the carry), with a mask (NaN in the invalid steps)
+    and a ragged last chunk. The TPU flavour: the derivative is the plain
+    chunkwise form's for both flavours, whose forward values are checked above."""
+    L = CHUNKS["tpu"]
+    T = 2 * L + 3
+    (q, k, v, i_pre, f_pre, c), valid = problem((2,), 2, T, 8, 7, lengths=[T, 4])
+    primals = (q, k, v, i_pre, f_pre, MLSTMState(*c))
+    options = Pallas(flavour="tpu", interpret=True)
+
+    def run(form, **kwargs):
+        def f(*args):
+            return form(*args, valid=valid, **kwargs)
+
+        vjp = lambda *a: values_and_vjp(f, a, seed=8)
+        return jax.jit(vjp).lower(*primals).compile(FAST_COMPILE)(*primals)
+
+    got = run(mlstm_chunkwise_pallas, chunk_size=L, options=options)
+    assert_tree_close(got, run(plain.mlstm_chunkwise, chunk_size=L), rtol=2e-5)
+    assert_tree_close(got, run(plain.mlstm_scan), rtol=2e-5)
