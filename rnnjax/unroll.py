@@ -28,7 +28,10 @@ class UnrollOptions:
         `rnnjax.kernels.Impl` or its string: ``"auto"`` (the fastest valid
         one for the cell and platform), ``"scan"`` (plain ``lax.scan``, every
         cell), ``"fused"`` (fused-form cells), ``"associative"`` (a parallel scan,
-        for cells linear in the state such as ``min_gru``) or ``"pallas"``
+        for cells linear in the state such as ``min_gru``), ``"parallel"`` and
+        ``"chunkwise"`` (the mLSTM core's parallel form, quadratic in ``T``, and
+        chunkwise form, linear in ``T``, for ``mlstm``; both run the scan when
+        ``resets`` are given), ``"pallas"``
         (Pallas kernels for the plain LSTM and the GRU with reset after, GPU/TPU;
         reverse-mode derivatives only; interpreted on the CPU), ``"cudnn"``
         (cuDNN's LSTM on a CUDA GPU: the plain float32 LSTM, no resets,
@@ -80,7 +83,8 @@ def unroll(
     chunk inside the loop instead); the recurrence runs through ``impl``:
     ``"scan"`` (plain ``lax.scan``), ``"fused"`` (fused-form cells only),
     ``"associative"`` (a parallel scan, for cells linear in the state such as
-    ``min_gru``), ``"pallas"`` or ``"auto"`` (the fastest valid one): see
+    ``min_gru``), ``"parallel"``/``"chunkwise"`` (the mLSTM's forms),
+    ``"pallas"`` or ``"auto"`` (the fastest valid one): see
     [`UnrollOptions`][rnnjax.unroll.UnrollOptions].
 
     Args:

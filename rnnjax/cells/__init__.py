@@ -20,6 +20,7 @@ from rnnjax.cells.grid_lstm import (
 from rnnjax.cells.gru import GRU, MGU, gru, mgu
 from rnnjax.cells.lstm import LSTM, LSTMState, lstm
 from rnnjax.cells.minimal import MinGRU, MinLSTM, min_gru, min_lstm
+from rnnjax.cells.mlstm import MLSTM, MLSTMState, ParallelFormCell, mlstm
 from rnnjax.cells.mut import MUT1, MUT2, MUT3, mut1, mut2, mut3
 from rnnjax.cells.simple import SimpleRNN, simple_rnn
 
@@ -39,11 +40,14 @@ __all__ = [
     "LSTMState",
     "LinearRecurrenceCell",
     "MGU",
+    "MLSTM",
+    "MLSTMState",
     "MUT1",
     "MUT2",
     "MUT3",
     "MinGRU",
     "MinLSTM",
+    "ParallelFormCell",
     "SimpleRNN",
     "clockwork_rnn",
     "conv_lstm",
@@ -54,6 +58,7 @@ __all__ = [
     "gru",
     "lstm",
     "mgu",
+    "mlstm",
     "min_gru",
     "min_lstm",
     "mut1",

@@ -16,7 +16,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data = ml_collections.ConfigDict()
 
     config.model = ml_collections.ConfigDict()
-    # An rnnjax cell constructor: lstm, gru, simple_rnn, mgu, min_gru, min_lstm, mut3.
+    # An rnnjax cell constructor: lstm, gru, simple_rnn, mgu, min_gru, min_lstm,
+    # mlstm, mut3.
     config.model.cell = "lstm"
     config.model.hidden_size = 128
     config.model.num_layers = 1

@@ -19,6 +19,12 @@ the outputs (zero on invalid steps). All of them give the numbers of
   (``LinearRecurrenceCell``: ``min_gru``, ``min_lstm``); a parallel
   ``lax.associative_scan`` over the steps' affine maps, ``O(log T)`` depth
   (``benchmarks/RESULTS.md``).
+- ``parallel`` and ``chunkwise``: cells built on the mLSTM core
+  (``ParallelFormCell``: ``mlstm``); its parallel form (quadratic in ``T``, like
+  attention) and its chunkwise form (the parallel form inside chunks, the
+  recurrence between them; linear in ``T``). With resets they run the scan.
+  The core itself, ``mlstm_scan``, ``mlstm_parallel``, ``mlstm_chunkwise`` and
+  ``mlstm_sequence``, is in ``rnnjax.kernels.mlstm``.
 - ``pallas``: the plain LSTM and the GRU (reset after); Pallas kernels that walk
   time with ``W_h`` on chip, forward and backward (a ``custom_vjp``: reverse mode
   only). GPU (Triton) and TPU (Mosaic) flavours, picked by the backend at trace
@@ -47,7 +53,19 @@ from rnnjax.kernels.associative import (
 )
 from rnnjax.kernels.fused import fused_recurrence
 from rnnjax.kernels.impl import IMPLS, Impl, Pallas, as_impl
+from rnnjax.kernels.mlstm import (
+    mlstm_chunkwise,
+    mlstm_parallel,
+    mlstm_scan,
+    mlstm_sequence,
+)
 from rnnjax.kernels.pallas import check_supported, is_supported, pallas_recurrence
+from rnnjax.kernels.parallel_form import (
+    check_parallel_form,
+    chunkwise_recurrence,
+    has_parallel_form,
+    parallel_recurrence,
+)
 from rnnjax.kernels.scan import StepInputs, scan_recurrence
 
 # Lowering platforms ("cuda", "rocm", "tpu") where "auto" picks the Pallas kernels:
@@ -60,11 +78,12 @@ AUTO_PALLAS_PLATFORMS: frozenset[str] = frozenset()
 def select(cell, impl):
     """Returns the recurrence function for ``impl`` (an `Impl`, its string
     or a `Pallas`). ``"auto"`` picks the fastest valid one for this cell:
-    ``associative`` for cells linear in the state; ``pallas`` for the plain LSTM
-    and the GRU on the platforms of `AUTO_PALLAS_PLATFORMS` (none yet;
-    ``fused`` for shapes it cannot hold), decided per lowering platform; ``fused``
-    for fused-form cells; ``scan`` otherwise. Raises ValueError naming ``impl``
-    when the cell cannot run it."""
+    ``associative`` for cells linear in the state; ``chunkwise`` for cells with
+    the mLSTM core's parallel form (the parallel form for ``T <= chunk_size``);
+    ``pallas`` for the plain LSTM and the GRU on the platforms of
+    `AUTO_PALLAS_PLATFORMS` (none yet; ``fused`` for shapes it cannot hold),
+    decided per lowering platform; ``fused`` for fused-form cells; ``scan``
+    otherwise. Raises ValueError naming ``impl`` when the cell cannot run it."""
     impl = as_impl(impl)
     if impl == Impl.CUDNN:
         raise ValueError(
@@ -76,6 +95,16 @@ def select(cell, impl):
         check_supported(cell)
         return functools.partial(pallas_recurrence, options=options)
     auto = impl == Impl.AUTO
+    if impl in (Impl.PARALLEL, Impl.CHUNKWISE):
+        check_parallel_form(cell, impl)
+        return parallel_recurrence if impl == Impl.PARALLEL else chunkwise_recurrence
+    if auto and has_parallel_form(cell):
+        return chunkwise_recurrence
+    if has_parallel_form(cell) and impl in (Impl.FUSED, Impl.ASSOCIATIVE):
+        raise ValueError(
+            f"impl: {str(impl)!r} does not run {type(cell).__name__}, which has the "
+            "mLSTM core's forms (use 'chunkwise', 'parallel', 'scan' or 'auto')"
+        )
     if impl == Impl.ASSOCIATIVE or (auto and has_linear_recurrence(cell)):
         check_linear(cell)
         return associative_recurrence
@@ -122,8 +151,15 @@ __all__ = [
     "StepInputs",
     "cudnn",
     "associative_recurrence",
+    "chunkwise_recurrence",
     "fused_recurrence",
     "has_linear_recurrence",
+    "has_parallel_form",
+    "mlstm_chunkwise",
+    "mlstm_parallel",
+    "mlstm_scan",
+    "mlstm_sequence",
+    "parallel_recurrence",
     "pallas_recurrence",
     "scan_recurrence",
     "select",

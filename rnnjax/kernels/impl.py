@@ -1,7 +1,8 @@
 """The choice of implementation as a value: ``UnrollOptions(impl=...)``.
 
 ``impl`` is an `Impl` (or its plain string: ``"auto"``, ``"scan"``,
-``"fused"``, ``"associative"``, ``"pallas"``, ``"cudnn"``) or a `Pallas` value, which
+``"fused"``, ``"associative"``, ``"parallel"``, ``"chunkwise"``, ``"pallas"``,
+``"cudnn"``) or a `Pallas` value, which
 means ``"pallas"`` with options. The value is part of the (hashable) unroll
 options, so a function jitted with one choice is never silently reused with
 another.
@@ -27,6 +28,10 @@ class Impl(enum.StrEnum):
     - ``SCAN``: the plain ``lax.scan`` of ``cell.recur`` (the reference; every cell).
     - ``FUSED``: the fused kernel (fused-form cells).
     - ``ASSOCIATIVE``: a parallel scan (cells linear in the state, ``min_gru``).
+    - ``PARALLEL``: the parallel form of the mLSTM core, quadratic in ``T``
+      (cells with that form, `rnnjax.cells.mlstm.ParallelFormCell`: ``mlstm``).
+    - ``CHUNKWISE``: the chunkwise form of the mLSTM core, linear in ``T`` (the
+      same cells; the parallel form inside chunks of the cell's ``chunk_size``).
     - ``PALLAS``: the Pallas kernels with the default `Pallas` options.
     - ``CUDNN``: cuDNN's LSTM (``jax.experimental.rnn``; the plain LSTM on a
       CUDA GPU, see ``rnnjax.kernels.cudnn``).
@@ -36,6 +41,8 @@ class Impl(enum.StrEnum):
     SCAN = "scan"
     FUSED = "fused"
     ASSOCIATIVE = "associative"
+    PARALLEL = "parallel"
+    CHUNKWISE = "chunkwise"
     PALLAS = "pallas"
     CUDNN = "cudnn"
 

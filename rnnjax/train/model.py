@@ -28,6 +28,7 @@ CELLS = {
     "mgu": rnnjax.mgu,
     "min_gru": rnnjax.min_gru,
     "min_lstm": rnnjax.min_lstm,
+    "mlstm": rnnjax.mlstm,
     "mut3": rnnjax.mut3,
 }
 

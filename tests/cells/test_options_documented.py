@@ -20,6 +20,7 @@ CELLS = {
     "SimpleRNN": (rnnjax.SimpleRNN, rnnjax.simple_rnn, ()),
     "MinGRU": (rnnjax.MinGRU, rnnjax.min_gru, ()),
     "MinLSTM": (rnnjax.MinLSTM, rnnjax.min_lstm, ()),
+    "MLSTM": (rnnjax.MLSTM, rnnjax.mlstm, ()),
     "MUT1": (rnnjax.MUT1, rnnjax.mut1, ()),
     "MUT2": (rnnjax.MUT2, rnnjax.mut2, ()),
     "MUT3": (rnnjax.MUT3, rnnjax.mut3, ()),
