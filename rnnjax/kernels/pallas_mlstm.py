@@ -32,7 +32,9 @@ leaves ``C``, ``n``, ``m`` unchanged) and its output is zeroed in the kernel.
 
 Only the forward pass is a kernel. The derivative (a ``custom_vjp``, reverse
 mode only) is the VJP of the plain-JAX ``mlstm_chunkwise`` at the same chunk
-size, which recomputes its own forward pass.
+size, which recomputes its own forward pass; so under ``jax.grad`` alone, where
+nothing reads the forward's outputs, XLA drops the kernel
+(``jax.value_and_grad`` keeps it).
 
 Arithmetic: float32 inside the kernels (bfloat16 inputs are widened); the TPU
 products ask for full float32 precision, the GPU's run as TF32 (Triton's
@@ -66,7 +68,9 @@ import math
 import jax
 import jax.numpy as jnp
 
+from rnnjax.cells.mlstm import MLSTMState
 from rnnjax.kernels import chips
+from rnnjax.kernels import mlstm as plain
 from rnnjax.kernels import pallas_mlstm_kernels as kernels
 from rnnjax.kernels._pallas_common import F32, next_pow2, round_up
 from rnnjax.kernels.impl import Pallas
@@ -75,6 +79,7 @@ _KiB, _MiB = 1 << 10, 1 << 20
 NEG = kernels.NEG
 FORGET_GATES = ("sigmoid", "exp")
 GPU_MAX_CHUNK = 128
+SEQ_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,6 +183,8 @@ def _check(q, k, v, i_pre, f_pre, carry, valid, forget_gate, eps, chunk_size):
     for name, x in (("k", k), ("v", v)):
         if x.shape != q.shape:
             raise ValueError(f"{name}: expected q's shape {q.shape}, got {x.shape}")
+    if jnp.dtype(q.dtype) not in SEQ_DTYPES:
+        raise TypeError(f"q: expected float32 or bfloat16, got {q.dtype}")
     for name, x in (("k", k), ("v", v)):
         if x.dtype != q.dtype:
             raise TypeError(f"{name}: expected q's dtype {q.dtype}, got {x.dtype}")
@@ -331,8 +338,6 @@ def _pad_to(x, shape):
 def _reference(p, valid):
     """The plain-JAX chunkwise form of this plan, a function of the
     differentiable arguments."""
-    from rnnjax.cells.mlstm import MLSTMState
-    from rnnjax.kernels import mlstm as plain
 
     def f(q, k, v, i_pre, f_pre, C0, n0, m0):
         carry, h = plain.mlstm_chunkwise(

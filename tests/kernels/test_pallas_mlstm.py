@@ -5,7 +5,10 @@ On this CPU both flavours run in Pallas' interpreter (TPU: the chunk grid with
 the state in VMEM scratch; GPU: value tiles walking the chunks in a loop):
 values and the final carry against a float64 NumPy loop over the recurrent
 form written here, with ``T`` not a multiple of the chunk size, a ``valid``
-mask, a non-zero initial carry and both forget gates. Cross-lowering for
+mask, a non-zero initial carry and both forget gates; values, final carry
+and gradients against ``rnnjax.kernels.mlstm`` (``mlstm_scan``,
+``mlstm_chunkwise``); the mLSTM cell through ``rnnjax.unroll`` with
+``impl=Pallas(...)``. Cross-lowering for
 ``tpu`` and ``cuda`` checks the kernels against the real compilers' front ends
 (Mosaic's (8, 128) blocks, Triton's power-of-two tiles); the size rules are
 checked against the refusals (``tests/accelerators`` compiles them for every
@@ -14,30 +17,25 @@ chip).
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import rnnjax
+from rnnjax import kernels
 from rnnjax.cells.mlstm import MLSTMState
 from rnnjax.kernels import Pallas, chips
 from rnnjax.kernels import mlstm as plain
 from rnnjax.kernels import pallas_mlstm as pm
 from rnnjax.kernels.pallas_mlstm import mlstm_chunkwise_pallas
+from tests.conftest import randomize
 from tests.kernels._compare import (
     FAST_COMPILE,
     assert_tree_close,
     jit_fast,
     values_and_vjp,
 )
-
-
-class State(NamedTuple):
-    C: Any
-    n: Any
-    m: Any
 
 
 def reference(q, k, v, i_pre, f_pre, carry, valid, forget_gate, eps=1e-6):
@@ -75,7 +73,7 @@ def problem(batch, NH, T, DH, seed, dtype=jnp.float32, lengths=None):
     )
     i_pre = jnp.asarray(normal(*batch, NH, T), jnp.float32)
     f_pre = jnp.asarray(normal(*batch, NH, T) + 2.0, jnp.float32)
-    carry = State(
+    carry = MLSTMState(
         jnp.asarray(normal(*batch, NH, DH, DH, scale=0.3), jnp.float32),
         jnp.asarray(normal(*batch, NH, DH, scale=0.3), jnp.float32),
         jnp.asarray(normal(*batch, NH, scale=0.5), jnp.float32),
@@ -125,30 +123,28 @@ def test_values_masked_and_ragged(flavour):
     assert carry.C.dtype == jnp.float32 and h.shape == (2, 2, 2, T, 8)
 
 
-def test_values_exp_forget_gate_unmasked():
-    """``forget_gate="exp"`` (log f = f_pre, may be positive), no mask, ``T``
-    shorter than one chunk (one padded chunk); the TPU flavour (the gate enters
-    in the preparation that both flavours share)."""
-    check_values("tpu", (3,), CHUNKS["tpu"] - 3, CHUNKS["tpu"], "exp", None, 1)
-
-
-def test_bfloat16_inputs_tpu():
-    """bfloat16 ``q, k, v`` (chunks of 16 rows, the bf16 sublane tiling): widened
-    to float32 in the kernel; ``h`` in float32 with the float32 carry (the
-    plain forms' ``result_type``)."""
-    args, valid = problem((2,), 2, 21, 8, 2, dtype=jnp.bfloat16, lengths=[21, 9])
+def test_bfloat16_exp_gate_one_padded_chunk():
+    """bfloat16 ``q, k, v`` in chunks of 16 rows (the bf16 sublane tiling),
+    widened to float32 in the kernel; ``h`` in float32 with the float32 carry
+    (the plain forms' ``result_type``). ``forget_gate="exp"`` (log f = f_pre,
+    may be positive), no mask, ``T`` shorter than one chunk; the TPU flavour
+    (the gate enters in the preparation that both flavours share)."""
+    args, _ = problem((3,), 2, 13, 8, 2, dtype=jnp.bfloat16)
     options = Pallas(flavour="tpu", interpret=True)
 
     def f(*args):
         return mlstm_chunkwise_pallas(
-            *args, valid=valid, chunk_size=16, options=options
+            *args, forget_gate="exp", chunk_size=16, options=options
         )
 
     carry, h = jit_fast(f)(*args)
-    want = reference(*args[:5], args[5], np.asarray(valid), "sigmoid")
-    assert h.dtype == jnp.float32
-    np.testing.assert_allclose(np.asarray(h), want[3], rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(np.asarray(carry.C), want[0], rtol=1e-4, atol=1e-4)
+    want = reference(*args[:5], args[5], None, "exp")
+    assert h.dtype == jnp.float32 and carry.C.dtype == jnp.float32
+    for name, got, w in zip(("C", "n", "m", "h"), (*carry, h), want, strict=True):
+        scale = max(1.0, float(np.max(np.abs(w))))
+        np.testing.assert_allclose(
+            np.asarray(got), w, rtol=1e-5, atol=1e-5 * scale, err_msg=name
+        )
 
 
 # ---------------------------------------------------------------- size rules
@@ -224,6 +220,7 @@ def test_refusal_before_compute():
         (dict(i_pre=jnp.zeros((1, 4))), r"i_pre: expected shape \(1, 1, 4\)"),
         (dict(valid=jnp.ones((1, 5), bool)), r"valid: expected shape \(1, 4\)"),
         (dict(carry=(1, 2, 3)), "carry: expected an MLSTMState"),
+        (dict(q=jnp.zeros((1, 1, 4, 8), jnp.float16)), "q: expected float32 or"),
         (dict(forget_gate="tanh"), "forget_gate: expected one of"),
         (dict(chunk_size=0), "chunk_size: expected a positive int"),
     ],
@@ -266,15 +263,16 @@ def test_cross_lowering(platform):
 
 
 def test_equals_plain_forms_values_and_gradients():
-    """Against ``mlstm_scan`` (the recurrence) and ``mlstm_chunkwise`` at the same
-    chunk size: outputs, final carry and the VJP of every float input (a random
-    cotangent on ``h`` and the carry), with a mask (NaN in the invalid steps)
-    and a ragged last chunk. The TPU flavour: the derivative is the plain
-    chunkwise form's for both flavours, whose forward values are checked above."""
+    """Against ``mlstm_scan`` (the recurrence): outputs, final carry and the VJP
+    of every float input (a random cotangent on ``h`` and the carry); against
+    ``mlstm_chunkwise`` at the same chunk size (whose VJP is the kernel's
+    derivative): outputs and final carry. With a mask (NaN in the invalid
+    steps) and a ragged last chunk; the TPU flavour (the derivative is the same
+    for both flavours, whose forward values are checked above)."""
     L = CHUNKS["tpu"]
     T = 2 * L + 3
     (q, k, v, i_pre, f_pre, c), valid = problem((2,), 2, T, 8, 7, lengths=[T, 4])
-    primals = (q, k, v, i_pre, f_pre, MLSTMState(*c))
+    primals = (q, k, v, i_pre, f_pre, c)
     options = Pallas(flavour="tpu", interpret=True)
 
     def run(form, **kwargs):
@@ -285,5 +283,39 @@ def test_equals_plain_forms_values_and_gradients():
         return jax.jit(vjp).lower(*primals).compile(FAST_COMPILE)(*primals)
 
     got = run(mlstm_chunkwise_pallas, chunk_size=L, options=options)
-    assert_tree_close(got, run(plain.mlstm_chunkwise, chunk_size=L), rtol=2e-5)
     assert_tree_close(got, run(plain.mlstm_scan), rtol=2e-5)
+    chunked = jit_fast(lambda *a: plain.mlstm_chunkwise(*a, valid=valid, chunk_size=L))
+    assert_tree_close(got[0], chunked(*primals), rtol=2e-5)
+
+
+# ---------------------------------------------------------------- through unroll
+
+
+def test_unroll_selects_the_kernel_for_mlstm_cells():
+    cell = rnnjax.mlstm(16, num_heads=2, chunk_size=8)
+    chosen = kernels.select(cell, "pallas")
+    assert chosen.func is kernels.pallas_chunkwise_recurrence
+    assert chosen.keywords["options"] == Pallas()
+    tpu = Pallas(flavour="tpu", interpret=True)
+    assert kernels.select(cell, tpu).keywords["options"] is tpu
+
+
+def test_unroll_equals_scan():
+    """``rnnjax.unroll`` of ``rnnjax.mlstm`` with ``impl=Pallas(flavour="tpu",
+    interpret=True)`` against ``impl="scan"``: outputs and carry, with lengths
+    (``T`` two chunks and a bit). (The derivative is the core's, checked
+    above.)"""
+    cell = rnnjax.mlstm(16, num_heads=2, chunk_size=8)
+    params = randomize(cell.init(jax.random.key(0), 6), seed=1, scale=0.3)
+    xs = jnp.asarray(np.random.default_rng(2).standard_normal((2, 19, 6)), jnp.float32)
+    lengths = jnp.asarray([19, 7])
+
+    def run(impl):
+        options = rnnjax.UnrollOptions(impl=impl)
+
+        def f(params, xs):
+            return rnnjax.unroll(cell, params, xs, seq_lengths=lengths, options=options)
+
+        return jit_fast(f)(params, xs)
+
+    assert_tree_close(run(Pallas(flavour="tpu", interpret=True)), run("scan"))
