@@ -19,16 +19,18 @@ last. Per chunk of ``L`` steps it forms
   ``g = b_L`` and ``a_t = g - b_t + i_t``, ``C' = exp(g + m_prev - m') C +
   (K * exp(a - m'))^T V``, ``n'`` likewise with the row sums of ``K``.
 
-Why one kernel rather than two phases (the states of every chunk by a
-sequential pass, then the outputs of all chunks in parallel): the two-phase
-form writes and rereads ``NC`` states of ``DH x DH`` floats (``T / L * DH``
-floats per step and head, as much as ``Q``, ``K``, ``V`` together at ``DH =
-L``), which costs more memory traffic than the sequential walk costs
-parallelism when ``batch x heads`` already fills the chip (a TPU core runs its
-programs one after another; the GPU grid adds the value tiles). The cumulative
-gate sums and the invalid steps are prepared outside the kernel (XLA, ``O(T)``
-per head): an invalid or padded step gets ``log f = 0`` and ``i = -1e30`` (it
-leaves ``C``, ``n``, ``m`` unchanged) and its output is zeroed in the kernel.
+Why one kernel rather than two phases (the states at every chunk boundary by
+a sequential pass, then the outputs of all chunks in parallel, as
+``mlstm_kernels``' chunkwise kernels): the two-phase form writes and rereads
+the ``NC`` boundary states, ``DH^2 / L`` floats per step and head (as much as
+one of ``Q``, ``K``, ``V`` at ``DH = L``), and launches twice; the single
+walk keeps the state on chip and reads every input once. It gives up the
+parallelism over chunks, which matters when ``batch x heads`` (times the GPU's
+value tiles) is too small to fill the chip (one sequence at inference). The
+cumulative gate sums and the invalid steps are prepared outside the kernel
+(XLA, ``O(T)`` per head): an invalid or padded step gets ``log f = 0`` and
+``i = -1e30`` (it leaves ``C``, ``n``, ``m`` unchanged), its ``k`` and ``v``
+are zeroed and its output is zeroed in the kernel.
 
 Only the forward pass is a kernel. The derivative (a ``custom_vjp``, reverse
 mode only) is the VJP of the plain-JAX ``mlstm_chunkwise`` at the same chunk
@@ -38,7 +40,11 @@ nothing reads the forward's outputs, XLA drops the kernel
 
 Arithmetic: float32 inside the kernels (bfloat16 inputs are widened); the TPU
 products ask for full float32 precision, the GPU's run as TF32 (Triton's
-default), so GPU values differ from the CPU's in the fourth digit.
+default; expect about 1e-3 relative differences from the CPU).
+
+Checked: values in Pallas' interpreter on the CPU (both flavours); compiled
+without a device for TPU v4, v5e, v5p, v6e, the A100 and the H200
+(``tests/accelerators``). Not yet run or timed on a device.
 
 Size rules (``ValueError`` naming the size, before any compute), per flavour;
 the memory of the target chip is `rnnjax.kernels.chips`'s table:
@@ -68,6 +74,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from rnnjax.cells.base import check_positive_int
 from rnnjax.cells.mlstm import MLSTMState
 from rnnjax.kernels import chips
 from rnnjax.kernels import mlstm as plain
@@ -77,7 +84,6 @@ from rnnjax.kernels.impl import Pallas
 
 _KiB, _MiB = 1 << 10, 1 << 20
 NEG = kernels.NEG
-FORGET_GATES = ("sigmoid", "exp")
 GPU_MAX_CHUNK = 128
 SEQ_DTYPES = (jnp.dtype(jnp.float32), jnp.dtype(jnp.bfloat16))
 
@@ -173,54 +179,15 @@ def plan(*, L, T, DH, in_dtype, eps, forget_gate, options: Pallas) -> MLSTMPlan 
 
 
 def _check(q, k, v, i_pre, f_pre, carry, valid, forget_gate, eps, chunk_size):
-    for name, x in (("q", q), ("k", k), ("v", v), ("i_pre", i_pre), ("f_pre", f_pre)):
-        if not hasattr(x, "shape") or not hasattr(x, "dtype"):
-            raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
-        if not jnp.issubdtype(x.dtype, jnp.floating):
-            raise TypeError(f"{name}: expected a floating dtype, got {x.dtype}")
-    if q.ndim < 3:
-        raise ValueError(f"q: expected rank >= 3 (*B, NH, T, DH), got shape {q.shape}")
-    for name, x in (("k", k), ("v", v)):
-        if x.shape != q.shape:
-            raise ValueError(f"{name}: expected q's shape {q.shape}, got {x.shape}")
+    """The plain forms' checks (`rnnjax.kernels.mlstm.check_core_args`), the
+    chunk size, and the dtypes the kernels take."""
+    plain.check_core_args(q, k, v, i_pre, f_pre, carry, valid, forget_gate, eps)
+    check_positive_int(chunk_size, "chunk_size")
     if jnp.dtype(q.dtype) not in SEQ_DTYPES:
         raise TypeError(f"q: expected float32 or bfloat16, got {q.dtype}")
     for name, x in (("k", k), ("v", v)):
         if x.dtype != q.dtype:
             raise TypeError(f"{name}: expected q's dtype {q.dtype}, got {x.dtype}")
-    lead, DH = q.shape[:-1], q.shape[-1]
-    for name, x in (("i_pre", i_pre), ("f_pre", f_pre)):
-        if x.shape != lead:
-            raise ValueError(
-                f"{name}: expected shape {lead} (*B, NH, T), got {x.shape}"
-            )
-    batch, T = q.shape[:-3], q.shape[-2]
-    if valid is not None:
-        if getattr(valid, "shape", None) != (*batch, T):
-            got = getattr(valid, "shape", type(valid).__name__)
-            raise ValueError(f"valid: expected shape {(*batch, T)} (*B, T), got {got}")
-        if valid.dtype != jnp.bool_:
-            raise TypeError(f"valid: expected dtype bool, got {valid.dtype}")
-    fields = getattr(carry, "_fields", None)
-    if fields is None or not {"C", "n", "m"} <= set(fields):
-        raise TypeError(
-            f"carry: expected an MLSTMState(C, n, m), got {type(carry).__name__}"
-        )
-    heads = q.shape[:-2]
-    for name, want in (("C", (*heads, DH, DH)), ("n", (*heads, DH)), ("m", heads)):
-        got = getattr(getattr(carry, name), "shape", None)
-        if got != want:
-            raise ValueError(f"carry.{name}: expected shape {want}, got {got}")
-    if forget_gate not in FORGET_GATES:
-        raise ValueError(
-            f"forget_gate: expected one of {FORGET_GATES}, got {forget_gate!r}"
-        )
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool):
-        raise TypeError(f"chunk_size: expected an int, got {chunk_size!r}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size: expected a positive int, got {chunk_size}")
-    if not isinstance(eps, int | float) or eps < 0:
-        raise ValueError(f"eps: expected a non-negative float, got {eps!r}")
 
 
 # ------------------------------------------------------------------ entry point
@@ -272,7 +239,7 @@ def mlstm_chunkwise_pallas(
     options = (options or Pallas()).resolved()
     batch, (NH, T, DH) = q.shape[:-3], q.shape[-3:]
     if T == 0 or q.size == 0 or DH == 0:
-        return carry, jnp.zeros(q.shape, q.dtype)
+        return carry, jnp.zeros(q.shape, jnp.result_type(q, carry.C))
     p = plan(
         L=chunk_size,
         T=T,

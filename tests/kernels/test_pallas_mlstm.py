@@ -217,9 +217,9 @@ def test_refusal_before_compute():
     "change, match",
     [
         (dict(k=jnp.zeros((1, 1, 4, 7))), "k: expected q's shape"),
-        (dict(i_pre=jnp.zeros((1, 4))), r"i_pre: expected shape \(1, 1, 4\)"),
-        (dict(valid=jnp.ones((1, 5), bool)), r"valid: expected shape \(1, 4\)"),
-        (dict(carry=(1, 2, 3)), "carry: expected an MLSTMState"),
+        (dict(i_pre=jnp.zeros((1, 4))), r"i_pre: expected \(1, 1, 4\)"),
+        (dict(valid=jnp.ones((1, 5), bool)), r"valid: expected \(1, 4\)"),
+        (dict(carry=(1, 2, 3)), "carry: expected an rnnjax.MLSTMState"),
         (dict(q=jnp.zeros((1, 1, 4, 8), jnp.float16)), "q: expected float32 or"),
         (dict(forget_gate="tanh"), "forget_gate: expected one of"),
         (dict(chunk_size=0), "chunk_size: expected a positive int"),
