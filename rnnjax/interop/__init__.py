@@ -1,4 +1,4 @@
-"""Weight conversion to and from PyTorch and Keras.
+"""Weight conversion to and from PyTorch, Keras and the ``xlstm`` package.
 
 rnnjax cells compute ``x @ w_x + b + h @ w_h`` with ``w_x (I, G*H)``,
 ``w_h (K, G*H)`` and one bias ``b (G*H,)``; gate blocks are LSTM ``i, f, g, o`` and
@@ -23,10 +23,28 @@ order ``z, r, h`` is reordered to ``r, z, n`` and its ``(2, 3H)`` bias split int
 - `from_keras`: a built ``LSTM``/``GRU`` (or ``Bidirectional`` of one) ->
   ``(model, params)``.
 
-Neither torch nor keras is imported until a converter runs.
+xLSTM (``rnnjax.interop.xlstm``): the ``xlstm`` package's (2.0.6) modules become
+rnnjax's xLSTM models (``rnnjax.models.xlstm``) with the same weights: linear
+weights transposed, head-wise weights ``(NH, Dout, Din)`` transposed per head, the
+convolution's ``(E, 1, W)`` as ``(W, E)``, norms keeping the package's residual
+weight (scale ``1 + weight``); the sLSTM layer's modules named ``fgate`` and
+``igate`` feed the input and forget gates respectively, as in the package.
+
+- `from_xlstm`: ``sLSTMLayer``/``mLSTMLayer``/``sLSTMBlock``/``mLSTMBlock``/
+  ``xLSTMBlockStack`` -> ``(model, params)``.
+
+Neither torch, keras nor xlstm is imported until a converter runs.
 """
 
 from rnnjax.interop.keras import from_keras
 from rnnjax.interop.pytorch import from_torch, to_torch, torch_carry, torch_state
+from rnnjax.interop.xlstm import from_xlstm
 
-__all__ = ["from_keras", "from_torch", "to_torch", "torch_carry", "torch_state"]
+__all__ = [
+    "from_keras",
+    "from_torch",
+    "from_xlstm",
+    "to_torch",
+    "torch_carry",
+    "torch_state",
+]
