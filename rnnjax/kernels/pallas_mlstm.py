@@ -134,11 +134,18 @@ def gpu_shared_bytes(L: int, DHp: int, BV: int) -> int:
 
 def plan(*, L, T, DH, in_dtype, eps, forget_gate, options: Pallas) -> MLSTMPlan | str:
     """The plan for the resolved ``options``, or a reason string when the sizes
-    break the flavour's rules or do not fit the target chip."""
+    break the flavour's rules or do not fit the target chip. The rules and the
+    memory apply to ``chunk_size = L``; a sequence shorter than one chunk runs
+    in one smaller chunk that keeps the rules (``T`` rounded up to the
+    flavour's tiling), as the plain form runs one chunk of ``T``."""
     target = chips.chip(options.flavour, options.target)
-    NC = max(1, -(-T // L))
-    common = dict(interpret=options.interpret, L=L, NC=NC, DH=DH, eps=eps)
+    common = dict(interpret=options.interpret, DH=DH, eps=eps)
     common["forget_gate"] = forget_gate
+
+    def chunks(size):
+        size = min(L, size)
+        return dict(L=size, NC=max(1, -(-T // size)))
+
     if options.flavour == "tpu":
         sub = 16 if in_dtype.itemsize < 4 else 8
         if L % sub:
@@ -146,6 +153,7 @@ def plan(*, L, T, DH, in_dtype, eps, forget_gate, options: Pallas) -> MLSTMPlan 
                 f"chunk_size must be a multiple of {sub} on TPU with "
                 f"{in_dtype.name} inputs (the sublane tiling), got {L}"
             )
+        common |= chunks(round_up(max(T, 1), sub))
         need = tpu_vmem_bytes(L, DH, in_dtype.itemsize)
         if need > 0.85 * target.memory:
             return (
@@ -172,6 +180,7 @@ def plan(*, L, T, DH, in_dtype, eps, forget_gate, options: Pallas) -> MLSTMPlan 
         )
     BV = fitting[0]
     warps = 4 if DHp * BV <= 64 * 64 else 8
+    common |= chunks(max(16, next_pow2(T)))
     return MLSTMPlan("gpu", DHp=DHp, BV=BV, warps=warps, **common)
 
 

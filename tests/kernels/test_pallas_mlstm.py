@@ -150,10 +150,10 @@ def test_bfloat16_exp_gate_one_padded_chunk():
 # ---------------------------------------------------------------- size rules
 
 
-def _plan(flavour, L, DH, target=None, dtype=jnp.float32):
+def _plan(flavour, L, DH, target=None, dtype=jnp.float32, T=100):
     return pm.plan(
         L=L,
-        T=100,
+        T=T,
         DH=DH,
         in_dtype=jnp.dtype(dtype),
         eps=1e-6,
@@ -163,7 +163,9 @@ def _plan(flavour, L, DH, target=None, dtype=jnp.float32):
 
 
 def test_tpu_size_rules():
-    assert _plan("tpu", 64, 256).NC == 2
+    assert (_plan("tpu", 64, 256).L, _plan("tpu", 64, 256).NC) == (64, 2)
+    assert (_plan("tpu", 64, 256, T=1).L, _plan("tpu", 64, 256, T=9).L) == (8, 16)
+    assert _plan("tpu", 64, 256, T=9, dtype=jnp.bfloat16).L == 16
     assert "multiple of 8" in _plan("tpu", 12, 64)
     assert "multiple of 16" in _plan("tpu", 8, 64, dtype=jnp.bfloat16)
     assert "VMEM" in _plan("tpu", 64, 768, target="v4")  # 16 MiB
@@ -184,7 +186,8 @@ def test_gpu_size_rules():
     """Chunks a power of two from 16 to 128; ``DH`` padded to a power of two;
     the value tile shrinks (64, 32, 16) until the staged operands fit."""
     p = _plan("gpu", 64, 48)
-    assert (p.DHp, p.BV) == (64, 64)
+    assert (p.DHp, p.BV, p.L, p.NC) == (64, 64, 64, 2)
+    assert (_plan("gpu", 64, 48, T=3).L, _plan("gpu", 64, 48, T=20).L) == (16, 32)
     assert "power of two" in _plan("gpu", 24, 64)
     assert "power of two" in _plan("gpu", 256, 64)
     assert _plan("gpu", 64, 512, target="sm_90").BV == 32
