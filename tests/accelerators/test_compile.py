@@ -13,7 +13,9 @@ a lent GPU (``benchmarks/gpu.py``).
 
 The cases (``cases``): every cell under every ``impl`` it accepts; the LSTM and
 GRU over ``impl`` x ``H`` (64, 256, 1024) x ``B`` (8, 256) x float32/bfloat16 x
-forward/gradient x ``seq_lengths`` x ``reverse`` x ``resets``; a 2-layer
+forward/gradient x ``seq_lengths`` x ``reverse`` x ``resets``; the chunkwise
+mLSTM Pallas kernel at head sizes 64 to 256 and ``T`` up to 4096 on every
+target (and one size past a chip's memory, refused); a 2-layer
 bidirectional stack with dropout; the linen and NNX ``RNN``; the train step of
 every shipped config. The full product is thousands of compiles, so by default a
 covering set runs (131 cases, each target a share; the rule is in
