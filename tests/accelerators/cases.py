@@ -279,10 +279,17 @@ def mlstm_name(case: dict) -> str:
     return f"mlstm/pallas/{sizes}/{dtype}/{case['mode']}"
 
 
-def mlstm_cases(platform: str) -> list[dict]:
-    """The mLSTM kernel's cases for each target of ``platform``."""
+def mlstm_cases(platform: str, targets: list[str], target: str, full: bool):
+    """The mLSTM kernel's cases for ``target`` (one of ``targets``, the
+    platform's): every case with ``full``; else `MLSTM_CASES` dealt over the
+    targets in turn, and the limit case on the first target (the smaller chip,
+    which refuses it) and the second (which compiles it)."""
+    index = targets.index(target)
+    sizes = [c for i, c in enumerate(MLSTM_CASES) if full or i % len(targets) == index]
+    if full or index < 2:
+        sizes.append(MLSTM_LIMIT[platform])
     out = []
-    for DH, T, L, dtype, mode in (*MLSTM_CASES, MLSTM_LIMIT[platform]):
+    for DH, T, L, dtype, mode in sizes:
         case = {"kind": "mlstm", "impl": "pallas", "NH": 4, "B": 2, "DH": DH}
         case |= {"T": T, "L": L, "dtype": dtype, "mode": mode}
         out.append({**case, "name": mlstm_name(case)})
@@ -316,7 +323,8 @@ def for_platform(platform: str, full: bool | None = None) -> dict[str, list[dict
             for c in CONFIGS
             if full or TRAIN_TARGETS[c] == t
         ]
-        out[t] = cells + out[t] + mlstm_cases(platform) + models + train
+        mlstm = mlstm_cases(platform, targets, t, full)
+        out[t] = cells + out[t] + mlstm + models + train
     return out
 
 
