@@ -18,12 +18,10 @@ by rnnjax's fused unroll, with ``seq_lengths`` and ``resets``:
     ys = layer.apply(variables, xs, deterministic=False,
                      rngs={"dropout": jax.random.key(1)})          # (B, T, 256)
 
-Parameters: a `Cell` holds one entry, ``params["cell"]``, exactly the
-pytree ``cell.init(key, I)`` returns; an `RNN` holds ``params["stack"]``,
-exactly the ``Stack.init`` pytree (``[layer][direction]``). So
-``cell.step(variables["params"]["cell"], carry, x)`` and
-``layer.stack.apply(variables["params"]["stack"], xs)`` give the module's results,
-and parameters made by rnnjax load into the modules unchanged.
+Parameters: a `Cell` holds ``params["cell"]``, exactly ``cell.init(key, I)``; an
+`RNN` ``params["stack"]``, exactly ``Stack.init`` (``[layer][direction]``), so
+parameters made by rnnjax load into the modules unchanged. `XLSTM` runs an
+xLSTM stack of ``rnnjax.models`` (``params["model"]``).
 
 Carries are Flax's: an LSTM's is the tuple ``(c, h)``, from ``initialize_carry``,
 to and from ``__call__`` (an `rnnjax.LSTMState` is accepted too) and in `RNN`'s
@@ -57,6 +55,7 @@ from rnnjax.cells import base
 from rnnjax.cells.mut import mut1, mut2, mut3
 from rnnjax.flax import _common as common
 from rnnjax.flax._common import build_stack
+from rnnjax.flax.linen_xlstm import XLSTM
 from rnnjax.layers import Stack
 from rnnjax.unroll import UnrollOptions
 
@@ -74,6 +73,7 @@ __all__ = [
     "MUT3Cell",
     "OptimizedLSTMCell",
     "SimpleCell",
+    "XLSTM",
 ]
 
 

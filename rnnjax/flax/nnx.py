@@ -62,6 +62,8 @@ from rnnjax.cells import base
 from rnnjax.cells.mut import mut1, mut2, mut3
 from rnnjax.flax import _common as common
 from rnnjax.flax._common import build_stack
+from rnnjax.flax.nnx_params import assign_params, unwrap_params, wrap_params
+from rnnjax.flax.nnx_xlstm import XLSTM
 from rnnjax.unroll import UnrollOptions
 
 __all__ = [
@@ -77,6 +79,7 @@ __all__ = [
     "MUT3Cell",
     "OptimizedLSTMCell",
     "SimpleCell",
+    "XLSTM",
 ]
 
 
@@ -103,7 +106,7 @@ class Cell(nnx.RNNCellBase):
         _validate.check_cell(cell)
         self.cell = cell
         self.in_features = in_features
-        self.params = _wrap(cell.init(rngs.params(), in_features))
+        self.params = wrap_params(cell.init(rngs.params(), in_features))
 
     def __call__(self, carry, inputs):
         params = self.get_params()
@@ -117,11 +120,11 @@ class Cell(nnx.RNNCellBase):
 
     def get_params(self):
         """The parameters as the plain pytree of ``cell.init``."""
-        return _unwrap(self.params)
+        return unwrap_params(self.params)
 
     def set_params(self, params) -> None:
         """Loads ``params``, a pytree of ``cell.init``'s structure."""
-        _assign(self.params, params)
+        assign_params(self.params, params)
 
     def initialize_carry(
         self,
@@ -219,7 +222,7 @@ class RNN(nnx.Module):
         self.deterministic = deterministic
         self.return_carry = return_carry
         self.rng_collection = rng_collection
-        self.params = _wrap(self.stack.init(rngs.params(), in_features))
+        self.params = wrap_params(self.stack.init(rngs.params(), in_features))
         if self.stack.has_dropout:
             self.rngs = rngs[rng_collection].fork()
         else:
@@ -272,11 +275,11 @@ class RNN(nnx.Module):
 
     def get_params(self):
         """The parameters as the plain pytree of ``stack.init``."""
-        return _unwrap(self.params)
+        return unwrap_params(self.params)
 
     def set_params(self, params) -> None:
         """Loads ``params``, a pytree of ``stack.init``'s structure."""
-        _assign(self.params, params)
+        assign_params(self.params, params)
 
     def initial_carry(self, batch_shape: tuple[int, ...] = (), dtype=jnp.float32):
         """Zero carries ``carry[layer][direction]`` for batch shape ``B`` (an
@@ -312,35 +315,6 @@ class RNN(nnx.Module):
             "rngs: dropout is on (deterministic=False), so expected an nnx.Rngs, "
             f"RngStream or key, here or at construction; got {type(rngs).__name__}"
         )
-
-
-# ------------------------------------------------------------------------ parameters
-
-
-def _is_variable(x) -> bool:
-    return isinstance(x, nnx.Variable)
-
-
-def _wrap(params):
-    """rnnjax's parameter pytree with each array in its own ``nnx.Param``."""
-    return nnx.data(jax.tree.map(nnx.Param, params))
-
-
-def _unwrap(tree):
-    return jax.tree.map(lambda v: v.get_value(), tree, is_leaf=_is_variable)
-
-
-def _assign(tree, params) -> None:
-    expected = jax.tree.structure(tree, is_leaf=_is_variable)
-    got = jax.tree.structure(params)
-    if got != expected:
-        raise ValueError(f"params: expected the structure {expected}, got {got}")
-    for var, value in zip(
-        jax.tree.leaves(tree, is_leaf=_is_variable),
-        jax.tree.leaves(params),
-        strict=True,
-    ):
-        var.set_value(value)
 
 
 # --------------------------------------------------------------------- shorthands
@@ -385,7 +359,7 @@ class FlaxCell(Cell):
             type(self).factory(hidden_features, args, kwargs), in_features, rngs=rngs
         )
         params = common.cast_params(self.get_params(), self.param_dtype)
-        self.params = _wrap(params)
+        self.params = wrap_params(params)
 
     def compute_dtype(self, inputs_dtype):
         """``dtype``, else the promotion of the inputs' and ``param_dtype``."""

@@ -29,7 +29,11 @@ the outputs (zero on invalid steps). All of them give the numbers of
   time with ``W_h`` on chip, forward and backward (a ``custom_vjp``: reverse mode
   only). GPU (Triton) and TPU (Mosaic) flavours, picked by the backend at trace
   time unless `Pallas` names one; on the CPU they run in Pallas'
-  interpreter (slow; for tests). See ``pallas_gpu`` and ``pallas_tpu``.
+  interpreter (slow; for tests). See ``pallas_gpu`` and ``pallas_tpu``. For
+  cells on the mLSTM core, the chunkwise form with its forward pass in one
+  Pallas kernel that walks the chunks with the state on chip (the derivative
+  is the plain chunkwise form's): ``mlstm_chunkwise_pallas`` in
+  ``pallas_mlstm``.
 
 - ``cudnn``: the plain LSTM through cuDNN (``jax.experimental.rnn``) on a CUDA
   GPU; a whole layer per call from the raw inputs, so `rnnjax.unroll` runs it in
@@ -60,10 +64,12 @@ from rnnjax.kernels.mlstm import (
     mlstm_sequence,
 )
 from rnnjax.kernels.pallas import check_supported, is_supported, pallas_recurrence
+from rnnjax.kernels.pallas_mlstm import mlstm_chunkwise_pallas
 from rnnjax.kernels.parallel_form import (
     check_parallel_form,
     chunkwise_recurrence,
     has_parallel_form,
+    pallas_chunkwise_recurrence,
     parallel_recurrence,
 )
 from rnnjax.kernels.scan import StepInputs, scan_recurrence
@@ -83,7 +89,9 @@ def select(cell, impl):
     ``pallas`` for the plain LSTM and the GRU on the platforms of
     `AUTO_PALLAS_PLATFORMS` (none yet; ``fused`` for shapes it cannot hold),
     decided per lowering platform; ``fused`` for fused-form cells; ``scan``
-    otherwise. Raises ValueError naming ``impl`` when the cell cannot run it."""
+    otherwise. ``"pallas"`` (or a `Pallas`) runs a cell on the mLSTM core by
+    its chunkwise form with the forward pass in a Pallas kernel. Raises
+    ValueError naming ``impl`` when the cell cannot run it."""
     impl = as_impl(impl)
     if impl == Impl.CUDNN:
         raise ValueError(
@@ -92,6 +100,8 @@ def select(cell, impl):
         )
     if isinstance(impl, Pallas) or impl == Impl.PALLAS:
         options = impl if isinstance(impl, Pallas) else Pallas()
+        if has_parallel_form(cell):
+            return functools.partial(pallas_chunkwise_recurrence, options=options)
         check_supported(cell)
         return functools.partial(pallas_recurrence, options=options)
     auto = impl == Impl.AUTO
@@ -156,9 +166,11 @@ __all__ = [
     "has_linear_recurrence",
     "has_parallel_form",
     "mlstm_chunkwise",
+    "mlstm_chunkwise_pallas",
     "mlstm_parallel",
     "mlstm_scan",
     "mlstm_sequence",
+    "pallas_chunkwise_recurrence",
     "parallel_recurrence",
     "pallas_recurrence",
     "scan_recurrence",

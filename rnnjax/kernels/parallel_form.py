@@ -12,21 +12,28 @@ form, and map the core's ``h`` to the outputs (``cell.core_outputs``):
   memory per head;
 - ``chunkwise_recurrence`` (``impl="chunkwise"``, and ``"auto"`` for these
   cells): chunks of ``cell.chunk_size`` steps, the parallel form when
-  ``T <= chunk_size``.
+  ``T <= chunk_size``;
+- ``pallas_chunkwise_recurrence`` (``impl="pallas"`` or a `Pallas` value): the
+  chunkwise form with its forward pass in a Pallas kernel
+  (`rnnjax.kernels.pallas_mlstm`; reverse-mode derivatives only).
 
 Resets (``StepInputs.resets``: the carry returns to ``carry0`` before a step) are
-not modelled by the parallel forms: with resets given, both run the plain
+not modelled by the parallel forms: with resets given, all three run the plain
 ``scan_recurrence``. A recurrent-dropout mask (``rec_mask``) is refused with a
 ValueError (the cell has no recurrent matrix product).
 """
 
 from __future__ import annotations
 
+import functools
+
 import jax.numpy as jnp
 
 from rnnjax.cells.base import expand
 from rnnjax.cells.mlstm import ParallelFormCell, check_no_rec_mask
+from rnnjax.kernels.impl import Pallas
 from rnnjax.kernels.mlstm import mlstm_chunkwise, mlstm_parallel
+from rnnjax.kernels.pallas_mlstm import mlstm_chunkwise_pallas
 from rnnjax.kernels.scan import StepInputs, broadcast_mask, scan_recurrence
 
 
@@ -59,7 +66,19 @@ def chunkwise_recurrence(cell, params, carry0, inputs: StepInputs, *, unroll=1):
     return _core_recurrence("chunkwise", cell, params, carry0, inputs, unroll)
 
 
-def _core_recurrence(form, cell, params, carry0, inputs, unroll):
+def pallas_chunkwise_recurrence(
+    cell, params, carry0, inputs: StepInputs, *, unroll=1, options: Pallas | None = None
+):
+    """The chunkwise form (chunks of ``cell.chunk_size``) with its forward pass
+    in the Pallas kernel of ``options`` (`mlstm_chunkwise_pallas`); the
+    contract of [`rnnjax.kernels`][rnnjax.kernels]. Raises ValueError when the
+    chunk size or head size do not fit the kernel's target (its rules in
+    `rnnjax.kernels.pallas_mlstm`)."""
+    run = functools.partial(mlstm_chunkwise_pallas, options=options)
+    return _core_recurrence("pallas", cell, params, carry0, inputs, unroll, run)
+
+
+def _core_recurrence(form, cell, params, carry0, inputs, unroll, run=None):
     check_parallel_form(cell, form)
     zs, bias, valid, resets, rec_mask = inputs
     check_no_rec_mask(cell, rec_mask)
@@ -77,9 +96,10 @@ def _core_recurrence(form, cell, params, carry0, inputs, unroll):
         forget_gate=cell.forget_gate,
         eps=cell.eps,
     )
-    if form == "chunkwise":
+    if form in ("chunkwise", "pallas"):
         options["chunk_size"] = cell.chunk_size
-    run = mlstm_chunkwise if form == "chunkwise" else mlstm_parallel
+    if run is None:
+        run = mlstm_chunkwise if form == "chunkwise" else mlstm_parallel
     carry, h = run(*heads_first, carry0, **options)
     ys = cell.core_outputs(params, zs, jnp.moveaxis(h, -2, 0))  # (T, *B, Y)
     if valid is not None:

@@ -25,6 +25,7 @@ ys)`` (``models.xlstm_parts.apply_model``).
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 
 import jax
@@ -221,8 +222,11 @@ def xlstm_stack(
     Args:
       embedding_dim: ``E``.
       num_blocks: blocks in the stack.
-      slstm_at: indices of the sLSTM blocks (the others are mLSTM blocks), or
-        ``"all"``; ``(1,)`` with 2 blocks is xLSTM[1:1].
+      slstm_at: indices of the sLSTM blocks (the others are mLSTM blocks),
+        ``"all"``, or the paper's ratio ``"m:s"`` (xLSTM[m:s]): in each group
+        of ``m + s`` consecutive blocks the last ``s`` are sLSTM blocks, so
+        ``"1:1"`` with 2 blocks is ``(1,)`` and ``"7:1"`` with 16 blocks is
+        ``(7, 15)``.
       mlstm_heads, slstm_heads: heads of the mLSTM and sLSTM layers.
       mlstm_conv_kernel_size, slstm_conv_kernel_size: their convolutions' kernel
         sizes (0: none).
@@ -286,12 +290,19 @@ def xlstm_stack(
     return XLSTMStack(tuple(blocks), post_norm=post_norm)
 
 
+_RATIO = re.compile(r"\d+:[1-9]\d*")
+
+
 def _slstm_positions(slstm_at, num_blocks: int) -> frozenset:
     if slstm_at == "all":
         return frozenset(range(num_blocks))
+    if isinstance(slstm_at, str) and _RATIO.fullmatch(slstm_at):
+        m, s = (int(n) for n in slstm_at.split(":"))
+        return frozenset(i for i in range(num_blocks) if i % (m + s) >= m)
     if isinstance(slstm_at, str) or not isinstance(slstm_at, Sequence):
         raise ValueError(
-            f"slstm_at: expected a sequence of block indices or 'all', got {slstm_at!r}"
+            "slstm_at: expected a sequence of block indices, 'all' or a ratio "
+            f"'m:s' such as '7:1', got {slstm_at!r}"
         )
     for i in slstm_at:
         if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_blocks:

@@ -13,6 +13,12 @@ Four families (``B`` batch, ``T`` time, ``I`` input, ``H`` hidden):
   and ``resets``, under ``auto``, ``scan``, ``fused`` and ``pallas`` (on GPUs
   also ``pallas_stepwise`` and ``pallas_sequence``, the two designs forced),
   ``I=64``, ``T=32`` under Pallas and 8 otherwise.
+- ``mlstm/pallas/DH../T../L../<dtype>/<mode>``: the chunkwise mLSTM Pallas
+  kernel (``rnnjax.kernels.pallas_mlstm``) at ``NH=4``, ``B=2`` with a
+  ``valid`` mask, head sizes 64 to 256 and ``T`` 256 to 4096 in chunks of 64 or
+  128, forward (and the gradient at the smallest size) on every target
+  (`MLSTM_CASES`); plus one size past a chip's memory (refused on TPU v4, or on
+  the A100, compiled elsewhere).
 - ``model/...``: a 2-layer bidirectional LSTM stack with dropout, the linen and
   the NNX ``RNN`` (gradients, training mode).
 - ``train/<config>``: the train step (`rnnjax.train.Trainer`) of every shipped
@@ -250,6 +256,46 @@ def cell_cases() -> list[dict]:
     ]
 
 
+# (DH, T, L, dtype, mode) of the mLSTM kernel, compiled on every target (the
+# gradient at the small size only: its backward is the plain chunkwise form's,
+# whose compile grows with T and is XLA's, not the kernel's); and per platform
+# one size past the smaller chip's memory (v4's 16 MiB of VMEM, the A100's 163
+# KiB of shared memory), which that chip must refuse.
+MLSTM_CASES = (
+    (64, 256, 64, "float32", "fwd"),
+    (64, 256, 64, "bfloat16", "grad"),
+    (128, 1024, 128, "bfloat16", "fwd"),
+    (256, 4096, 64, "float32", "fwd"),
+)
+MLSTM_LIMIT = {
+    "tpu": (768, 256, 64, "float32", "fwd"),
+    "gpu": (1024, 256, 32, "float32", "fwd"),
+}
+
+
+def mlstm_name(case: dict) -> str:
+    dtype = "bf16" if case["dtype"] == "bfloat16" else "f32"
+    sizes = f"DH{case['DH']}/T{case['T']}/L{case['L']}"
+    return f"mlstm/pallas/{sizes}/{dtype}/{case['mode']}"
+
+
+def mlstm_cases(platform: str, targets: list[str], target: str, full: bool):
+    """The mLSTM kernel's cases for ``target`` (one of ``targets``, the
+    platform's): every case with ``full``; else `MLSTM_CASES` dealt over the
+    targets in turn, and the limit case on the first target (the smaller chip,
+    which refuses it) and the second (which compiles it)."""
+    index = targets.index(target)
+    sizes = [c for i, c in enumerate(MLSTM_CASES) if full or i % len(targets) == index]
+    if full or index < 2:
+        sizes.append(MLSTM_LIMIT[platform])
+    out = []
+    for DH, T, L, dtype, mode in sizes:
+        case = {"kind": "mlstm", "impl": "pallas", "NH": 4, "B": 2, "DH": DH}
+        case |= {"T": T, "L": L, "dtype": dtype, "mode": mode}
+        out.append({**case, "name": mlstm_name(case)})
+    return out
+
+
 MODEL_CASES = [
     {"kind": "stack", "name": "model/stack_2layer_bidir_dropout"},
     {"kind": "linen", "name": "model/linen_rnn"},
@@ -277,7 +323,8 @@ def for_platform(platform: str, full: bool | None = None) -> dict[str, list[dict
             for c in CONFIGS
             if full or TRAIN_TARGETS[c] == t
         ]
-        out[t] = cells + out[t] + models + train
+        mlstm = mlstm_cases(platform, targets, t, full)
+        out[t] = cells + out[t] + mlstm + models + train
     return out
 
 
@@ -294,6 +341,8 @@ def known_refusal(target: str, case: dict) -> str | None:
     kernel's plan does not fit the chip: ``rnnjax.kernels.chips``), or ``None``.
     Such a case must fail with that ``ValueError``, never in the compiler."""
     impl = case.get("impl", "")
+    if case.get("kind") == "mlstm":
+        return _mlstm_refusal(target, case)
     if case.get("kind") != "kernel" or not impl.startswith("pallas"):
         return None
     import jax.numpy as jnp
@@ -318,5 +367,24 @@ def known_refusal(target: str, case: dict) -> str | None:
         seq_dtypes=(f32, f32),
         options=options,
         unroll=1,
+    )
+    return plan if isinstance(plan, str) else None
+
+
+def _mlstm_refusal(target: str, case: dict) -> str | None:
+    """Why the mLSTM kernel's plan refuses ``case`` on ``target``, or None."""
+    import jax.numpy as jnp
+
+    from rnnjax.kernels import Pallas, pallas_mlstm
+
+    spec = TARGETS[target]
+    plan = pallas_mlstm.plan(
+        L=case["L"],
+        T=case["T"],
+        DH=case["DH"],
+        in_dtype=jnp.dtype(case["dtype"]),
+        eps=1e-6,
+        forget_gate="sigmoid",
+        options=Pallas(flavour=spec.platform, interpret=False, target=spec.chip),
     )
     return plan if isinstance(plan, str) else None

@@ -13,14 +13,17 @@ a lent GPU (``benchmarks/gpu.py``).
 
 The cases (``cases``): every cell under every ``impl`` it accepts; the LSTM and
 GRU over ``impl`` x ``H`` (64, 256, 1024) x ``B`` (8, 256) x float32/bfloat16 x
-forward/gradient x ``seq_lengths`` x ``reverse`` x ``resets``; a 2-layer
+forward/gradient x ``seq_lengths`` x ``reverse`` x ``resets``; the chunkwise
+mLSTM Pallas kernel at head sizes 64 to 256 and ``T`` up to 4096 (and one size
+past the smaller chip's memory, refused there, compiled on the larger); a 2-layer
 bidirectional stack with dropout; the linen and NNX ``RNN``; the train step of
 every shipped config. The full product is thousands of compiles, so by default a
-covering set runs (131 cases, each target a share; the rule is in
+covering set runs (143 cases, each target a share; the rule is in
 ``cases``): each cell with all its impls on one target, the kernel factors
 pairwise (every pair of values of any two factors, the target one of them) plus
 the Pallas kernels' forward and backward on every target at the sizes where the
-generation's limits bite, each model and train step on one target.
+generation's limits bite, the mLSTM kernel's sizes dealt over the targets, each
+model and train step on one target.
 ``RNNJAX_COMPILE_ALL=1`` compiles everything on every target (hours).
 
 Each platform compiles in one subprocess (``worker``; the plugins change what

@@ -107,6 +107,36 @@ def _kernel_program(case, platform):
     return f, (params, xs, lengths, resets)
 
 
+def _mlstm_program(case, platform):
+    """The chunkwise mLSTM Pallas kernel (``NH`` heads of size ``DH``, ``B``
+    sequences of ``T`` steps with a ``valid`` mask, chunks of ``L``), forward or
+    the loss and its gradient w.r.t. every float input (the backward is plain
+    JAX)."""
+    from rnnjax.cells.mlstm import MLSTMState
+    from rnnjax.kernels.pallas_mlstm import mlstm_chunkwise_pallas
+
+    B, NH, T, DH = case["B"], case["NH"], case["T"], case["DH"]
+    options = _impl(case, platform)
+    S, f32 = jax.ShapeDtypeStruct, jnp.float32
+    seq = S((B, NH, T, DH), jnp.dtype(case["dtype"]))
+    gates = S((B, NH, T), f32)
+    carry = MLSTMState(S((B, NH, DH, DH), f32), S((B, NH, DH), f32), S((B, NH), f32))
+    valid = S((B, T), jnp.bool_)
+
+    def forward(q, k, v, i_pre, f_pre, carry, valid):
+        return mlstm_chunkwise_pallas(
+            q, k, v, i_pre, f_pre, carry, valid=valid, chunk_size=case["L"],
+            options=options,
+        )  # fmt: skip
+
+    # The gradient with the loss's value: jax.grad alone drops the kernel (the
+    # backward recomputes its forward in plain JAX, so nothing reads its outputs).
+    f = forward
+    if case["mode"] == "grad":
+        f = jax.value_and_grad(_loss(forward), argnums=tuple(range(6)))
+    return f, (seq, seq, seq, gates, gates, carry, valid)
+
+
 def _stack_program(case, platform):
     """A 2-layer bidirectional LSTM stack with dropout, training: the gradient,
     ``B=8, T=16, I=H=32``."""
@@ -197,6 +227,7 @@ def build(case, platform, tmp):
     return {
         "cell": _cell_program,
         "kernel": _kernel_program,
+        "mlstm": _mlstm_program,
         "stack": _stack_program,
         "linen": _linen_program,
         "nnx": _nnx_program,

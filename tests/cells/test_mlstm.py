@@ -216,7 +216,7 @@ def test_capabilities_and_select():
     assert make() != make(forget_gate="exp")
 
 
-@pytest.mark.parametrize("impl", ["fused", "associative", "pallas", "cudnn"])
+@pytest.mark.parametrize("impl", ["fused", "associative", "cudnn"])
 def test_other_impls_are_refused(impl):
     cell = make()
     params = cell.init(jax.random.key(0), I)

@@ -19,6 +19,8 @@ CELLS = {
     "mgu": rnnjax.mgu(HIDDEN),
     "mut1": rnnjax.mut1(HIDDEN, embed_input=True),
     "mut3": rnnjax.mut3(HIDDEN),
+    "slstm": rnnjax.slstm(HIDDEN, num_heads=2),
+    "mlstm": rnnjax.mlstm(HIDDEN, num_heads=2),
 }
 
 # Stacks: 2 bidirectional layers, mixed cells per layer, time-major on the scan.

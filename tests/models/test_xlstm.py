@@ -141,6 +141,10 @@ def test_factory():
     assert model.blocks[1].ffn.hidden_dim == 64  # 1.3 * 32 rounded up to 64
     assert model.blocks[0].ffn is None
     assert xlstm_stack(8, 3, slstm_at="all").slstm_at == (0, 1, 2)
+    # The paper's xLSTM[m:s]: the last s of each group of m + s blocks.
+    assert xlstm_stack(8, 2, slstm_at="1:1").slstm_at == (1,)
+    assert xlstm_stack(8, 16, slstm_at="7:1").slstm_at == (7, 15)
+    assert xlstm_stack(8, 5, slstm_at="1:2").slstm_at == (1, 2, 4)
     assert set(params) == {"blocks", "post_norm"}
     assert set(params["blocks"][1]) == {"norm", "layer", "ffn_norm", "ffn"}
     assert params["blocks"][1]["layer"]["w_h"].shape == (4, 8, 32)
@@ -177,6 +181,8 @@ def test_config_errors():
         MLSTMLayer(8, 16, forget_gate="tanh")
     with pytest.raises(ValueError, match="slstm_at: expected indices in"):
         xlstm_stack(8, 2, slstm_at=(2,))
+    with pytest.raises(ValueError, match="or a ratio 'm:s'"):
+        xlstm_stack(8, 2, slstm_at="1:0")
     with pytest.raises(ValueError, match="ffn: expected embedding_dim=8"):
         XLSTMBlock(SLSTMLayer(8, num_heads=2), GatedFFN(16, 32))
     with pytest.raises(ValueError, match=r"blocks\[1\]: expected embedding_dim=8"):
