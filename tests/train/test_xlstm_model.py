@@ -116,3 +116,27 @@ def test_xlstm_char_trains_and_samples(tmp_path, text_file):
     assert all(s.startswith("def ") and len(s) == 14 for s in results["samples"])
     exp, _, step = experiment.load_run(workdir)
     assert step == 12 and isinstance(exp.model, xlstm_model.XLSTMModel)
+
+
+def test_the_model_runs_under_shard_map():
+    # `rnnjax train` splits the batch over the devices with shard_map: the stack's
+    # zero initial carry must vary over the mesh axis like the inputs (one device
+    # suffices for the type check).
+    config = tiny("mqar_xlstm", extra=[*MQAR, *ONE_BLOCK])
+    m = experiment.build(config).model
+    params = jax.jit(m.init)(jax.random.key(0))
+    ids = jax.random.randint(jax.random.key(1), (2, 5), 0, 16)
+    auto = (jax.sharding.AxisType.Auto,)
+    mesh = jax.make_mesh((1,), ("data",), axis_types=auto, devices=jax.devices()[:1])
+    spec = jax.sharding.PartitionSpec
+    run = jax.shard_map(
+        lambda p, i: m.apply(p, i)[1],
+        mesh=mesh,
+        in_specs=(spec(), spec("data")),
+        out_specs=spec("data"),
+    )
+    np.testing.assert_allclose(
+        jax.jit(run)(params, ids),
+        jax.jit(lambda p, i: m.apply(p, i)[1])(params, ids),
+        rtol=1e-6,
+    )
