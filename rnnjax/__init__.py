@@ -47,6 +47,7 @@ from rnnjax.cells import (
     MUT1,
     MUT2,
     MUT3,
+    SLSTM,
     Cell,
     CellBase,
     ClockworkRNN,
@@ -64,6 +65,7 @@ from rnnjax.cells import (
     MLSTMState,
     ParallelFormCell,
     SimpleRNN,
+    SLSTMState,
     clockwork_rnn,
     conv_lstm,
     depth_gated_lstm,
@@ -71,6 +73,7 @@ from rnnjax.cells import (
     grid_lstm,
     grid_lstm_1d,
     gru,
+    headwise_linear,
     lstm,
     mgu,
     min_gru,
@@ -80,6 +83,7 @@ from rnnjax.cells import (
     mut2,
     mut3,
     simple_rnn,
+    slstm,
 )
 from rnnjax.checks import check_lengths
 from rnnjax.layers import Bidirectional, Layer, Stack, stack
@@ -113,6 +117,8 @@ __all__ = [
     "MinGRU",
     "MinLSTM",
     "ParallelFormCell",
+    "SLSTM",
+    "SLSTMState",
     "SimpleRNN",
     "Stack",
     "UnrollOptions",
@@ -125,6 +131,7 @@ __all__ = [
     "grid_lstm_1d",
     "gru",
     "hardware",
+    "headwise_linear",
     "interop",
     "lstm",
     "mgu",
@@ -136,6 +143,7 @@ __all__ = [
     "mut2",
     "mut3",
     "simple_rnn",
+    "slstm",
     "stack",
     "unroll",
 ]

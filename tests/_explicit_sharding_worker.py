@@ -51,6 +51,7 @@ def main():
         "lstm-peephole-ln": (rnnjax.lstm(H, peephole=True, layer_norm=True), fused),
         "gru": (rnnjax.gru(H), fused),
         "simple_rnn": (rnnjax.simple_rnn(H), fused),
+        "slstm": (rnnjax.slstm(6, num_heads=2), ("fused",)),  # head-wise products
         "mut1": (rnnjax.mut1(H, embed_input=True), ("scan",)),
         "min_gru": (rnnjax.min_gru(H), ("scan", "associative")),
         "clockwork": (rnnjax.clockwork_rnn(6, 3, (1, 2, 4)), ("scan",)),

@@ -23,6 +23,7 @@ from rnnjax.cells.minimal import MinGRU, MinLSTM, min_gru, min_lstm
 from rnnjax.cells.mlstm import MLSTM, MLSTMState, ParallelFormCell, mlstm
 from rnnjax.cells.mut import MUT1, MUT2, MUT3, mut1, mut2, mut3
 from rnnjax.cells.simple import SimpleRNN, simple_rnn
+from rnnjax.cells.slstm import SLSTM, SLSTMState, headwise_linear, slstm
 
 __all__ = [
     "Cell",
@@ -48,6 +49,8 @@ __all__ = [
     "MinGRU",
     "MinLSTM",
     "ParallelFormCell",
+    "SLSTM",
+    "SLSTMState",
     "SimpleRNN",
     "clockwork_rnn",
     "conv_lstm",
@@ -56,6 +59,7 @@ __all__ = [
     "grid_lstm",
     "grid_lstm_1d",
     "gru",
+    "headwise_linear",
     "lstm",
     "mgu",
     "mlstm",
@@ -65,4 +69,5 @@ __all__ = [
     "mut2",
     "mut3",
     "simple_rnn",
+    "slstm",
 ]

@@ -381,8 +381,8 @@ class FusedFormCell(CellBase):
     Subclasses define:
 
     - ``rec_input(carry) -> (*B, K)``: the operand of the recurrent product;
-    - ``rec_weight(params) -> (K, Z)``: the recurrent matrix (default
-      ``params["w_h"]``);
+    - ``rec_weight(params)``: the recurrent matrix (default ``params["w_h"]``,
+      ``(K, Z)``), and `rec_product` when it is structured (sLSTM's heads);
     - ``pointwise_params(params)``: the (small) parameters the update reads
       (default none);
     - ``update(pw, carry, z, hw) -> (carry, y)``: the elementwise step.
@@ -411,8 +411,14 @@ class FusedFormCell(CellBase):
 
     def recur(self, params, carry, z, rec_mask=None):
         operand = mask_operand(self.rec_input(carry), rec_mask)
-        hw = linear(operand, self.rec_weight(params), self.dtype)
+        hw = self.rec_product(operand, self.rec_weight(params))
         return self.update(self.pointwise_params(params), carry, z, hw)
+
+    def rec_product(self, operand, w):
+        """``operand (..., K)`` times the recurrent matrix ``w`` (or its tangent):
+        ``(..., Z)``, any leading dims, bilinear in ``(operand, w)`` (the kernels
+        use it for ``dW`` and the transposed chain). Default ``linear``."""
+        return linear(operand, w, self.dtype)
 
     def rec_weight(self, params):
         """The recurrent matrix ``(K, Z)``."""

@@ -1,5 +1,7 @@
 """The fused recurrence for cells of the form ``hw_t = rec_input(carry) @ W``
-followed by an elementwise ``update`` (LSTM, GRU with reset after, Elman).
+followed by an elementwise ``update`` (LSTM, GRU with reset after, Elman, sLSTM).
+Every product with ``W`` (or ``dW``) is the cell's ``rec_product``, a matrix
+product unless the cell says otherwise (sLSTM: one block per head).
 
 The forward pass is one ``lax.scan`` of one matrix product and one elementwise block
 per step. The derivative is written by hand as a ``custom_jvp`` whose tangent is a
@@ -51,7 +53,6 @@ from rnnjax.cells.base import (
     event_ndim,
     expand,
     is_fusable,
-    linear,
     mask_operand,
     project_split,
 )
@@ -136,7 +137,7 @@ def _forward(cell, unroll, pw, w, carry0, inputs, lin=None, start=None):
         z = z if bias is None else z + expand(bias, z.ndim)  # fused into the gates
         carry_in = carry if r is None else tree_where(r, carry0, carry)
         op = cell.rec_input(carry_in)
-        hw = linear(mask_operand(op, rec_mask), wc, cell.dtype)
+        hw = cell.rec_product(mask_operand(op, rec_mask), wc)
         if lin is None:
             new, y = cell.update(pw, carry_in, z, hw)
             return _select_valid(v, new, carry, y)
@@ -229,7 +230,7 @@ def _fused_jvp(cell, unroll, primals, tangents):
     wrt_z, wrt_pw = _nonzero(dzs), _nonzero(dpw)
     wc = _cast_w(cell, w)
     hw_shape = jax.eval_shape(
-        lambda c: linear(mask_operand(cell.rec_input(c), rec_mask), wc, cell.dtype),
+        lambda c: cell.rec_product(mask_operand(cell.rec_input(c), rec_mask), wc),
         carry0,
     )
     additive = _is_additive(
@@ -243,10 +244,10 @@ def _fused_jvp(cell, unroll, primals, tangents):
     mask = None if rec_mask is None else rec_mask[None]  # explicit time axis
     hw_terms = []
     if _nonzero(dw):
-        hw_terms.append(linear(mask_operand(ops, mask), dw, cell.dtype))
+        hw_terms.append(cell.rec_product(mask_operand(ops, mask), dw))
     if rec_mask is not None and _nonzero(dmask):
         dm = jnp.broadcast_to(dmask[None], ops.shape).astype(ops.dtype)
-        hw_terms.append(linear(ops * dm, wc, cell.dtype))
+        hw_terms.append(cell.rec_product(ops * dm, wc))
     if additive and wrt_z:  # the input term joins the weight terms: d(z + hw)
         hw_terms.append(dzs)
         wrt_z = False
@@ -257,7 +258,7 @@ def _fused_jvp(cell, unroll, primals, tangents):
     def tangent_step(dcarry, step):
         step_lin_t, op_lin_t, u_t, dz_t, v, r = step
         dcarry_in = dcarry if r is None else tree_where(r, dcarry0, dcarry)
-        dhw = linear(mask_operand(op_lin_t(dcarry_in), rec_mask), wc, cell.dtype)
+        dhw = cell.rec_product(mask_operand(op_lin_t(dcarry_in), rec_mask), wc)
         if u_t is not None:
             dhw = dhw + u_t
         dz = (dz_t,) if wrt_z else ()

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from rnnjax.cells.base import expand, is_fusable, linear, mask_operand
+from rnnjax.cells.base import expand, is_fusable, mask_operand
 
 
 class StepInputs(NamedTuple):
@@ -73,7 +73,7 @@ def fused_form_recur(cell, params, rec_mask):
 
     def recur(carry, z):
         operand = mask_operand(cell.rec_input(carry), rec_mask)
-        return cell.update(pw, carry, z, linear(operand, w, cell.dtype))
+        return cell.update(pw, carry, z, cell.rec_product(operand, w))
 
     return recur
 

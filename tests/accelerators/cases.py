@@ -76,6 +76,7 @@ CELLS = {
     "conv_lstm_2d": lambda H: rnnjax.conv_lstm(H // 4, 3, spatial_shape=(4, 4)),
     "clockwork_rnn": lambda H: rnnjax.clockwork_rnn(H, 4),
     "grid_lstm": lambda H: rnnjax.grid_lstm(H, 2),
+    "slstm": lambda H: rnnjax.slstm(H),
 }
 CELL_H = 32
 # The event shape of one step's input, ``(*S, I)`` for ConvLSTM; ``(H,)`` else.

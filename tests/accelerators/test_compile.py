@@ -16,7 +16,7 @@ GRU over ``impl`` x ``H`` (64, 256, 1024) x ``B`` (8, 256) x float32/bfloat16 x
 forward/gradient x ``seq_lengths`` x ``reverse`` x ``resets``; a 2-layer
 bidirectional stack with dropout; the linen and NNX ``RNN``; the train step of
 every shipped config. The full product is thousands of compiles, so by default a
-covering set runs (128 cases, each target a share; the rule is in
+covering set runs (131 cases, each target a share; the rule is in
 ``cases``): each cell with all its impls on one target, the kernel factors
 pairwise (every pair of values of any two factors, the target one of them) plus
 the Pallas kernels' forward and backward on every target at the sizes where the

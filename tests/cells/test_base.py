@@ -154,6 +154,7 @@ CAPABILITIES = {
     ),
     "clockwork_rnn": (lambda: rnnjax.clockwork_rnn(H, 2), True, False, False, False),
     "grid_lstm": (lambda: rnnjax.grid_lstm(H, 2), True, False, False, False),
+    "slstm": (lambda: rnnjax.slstm(H), True, True, True, False),
     "protocol_only": (lambda: LeakyRNN(H), False, False, False, False),
     "fused_subclass": (lambda: LeakyFused(H), True, True, True, False),
 }

@@ -29,6 +29,7 @@ CELLS = {
     "ClockworkRNN": (rnnjax.ClockworkRNN, rnnjax.clockwork_rnn, ()),
     "GridLSTM": (rnnjax.GridLSTM, rnnjax.grid_lstm, ()),
     "GridLSTM1D": (rnnjax.GridLSTM1D, rnnjax.grid_lstm_1d, ()),
+    "SLSTM": (rnnjax.SLSTM, rnnjax.slstm, ()),
 }
 COMMON = {f.name for f in dataclasses.fields(CellBase)}
 
