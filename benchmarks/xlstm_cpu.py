@@ -103,6 +103,13 @@ def jax_programs(f):
     return jax.jit(f), jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3, 4)))
 
 
+def row(name, threads, f, inputs) -> harness.Contender:
+    """A JAX row (``threads`` None) or a PyTorch one."""
+    if threads is None:
+        return jax_row(name, f, inputs)
+    return torch_row(name, f, inputs, threads)
+
+
 def jax_row(name, f, inputs) -> harness.Contender:
     args = jax_args(inputs)
     fwd, bwd = jax_programs(f)
@@ -114,39 +121,37 @@ def jax_row(name, f, inputs) -> harness.Contender:
 
 def torch_core(name, chunk_size=None):
     """``f(q, k, v, i_pre, f_pre) -> h`` of a package function (k unscaled: each
-    scales by ``1/sqrt(DH)`` itself)."""
-    from mlstm_kernels.torch.chunkwise import native as mk_chunkwise
-    from xlstm.blocks.mlstm import backends
+    scales by ``1/sqrt(DH)`` itself). The package is imported at the first call."""
 
-    if name == "parallel_stabilized_simple":
-        return lambda q, k, v, i, f: backends.parallel_stabilized_simple(
-            q, k, v, i[..., None], f[..., None]
-        )
-    if name == "chunkwise_simple":
-        return lambda q, k, v, i, f: backends.chunkwise_simple(
-            q, k, v, i, f, chunk_size=chunk_size
-        )
-    kernel = getattr(mk_chunkwise, f"mlstm_chunkwise__{name}")
-    return lambda q, k, v, i, f: kernel(q, k, v, i, f, chunk_size=chunk_size)
+    def f(q, k, v, i, f):
+        from mlstm_kernels.torch.chunkwise import native
+        from xlstm.blocks.mlstm import backends
+
+        if name == "parallel_stabilized_simple":
+            gates = i[..., None], f[..., None]
+            return backends.parallel_stabilized_simple(q, k, v, *gates)
+        if name == "chunkwise_simple":
+            return backends.chunkwise_simple(q, k, v, i, f, chunk_size=chunk_size)
+        kernel = getattr(native, f"mlstm_chunkwise__{name}")
+        return kernel(q, k, v, i, f, chunk_size=chunk_size)
+
+    return f
 
 
-def torch_leaves(arrays):
+def torch_row(name, f, inputs, threads=2) -> harness.Contender:
+    """A package function as a contender: eager, ``threads`` intra-op threads
+    (set at every call: the torch rows of one table interleave)."""
     import torch
 
-    torch.set_num_threads(2)
-    return [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
-
-
-def torch_row(name, f, inputs) -> harness.Contender:
-    import torch
-
-    args = torch_leaves(inputs)
+    args = [torch.from_numpy(np.ascontiguousarray(a)) for a in inputs]
 
     def forward():
+        torch.set_num_threads(threads)
         with torch.no_grad():
             return f(*args)
 
     def backward():
+        torch.set_num_threads(threads)
         leaves = [a.clone().requires_grad_(True) for a in args]
         f(*leaves).sum().backward()
         return [a.grad for a in leaves]
@@ -154,32 +159,41 @@ def torch_row(name, f, inputs) -> harness.Contender:
     return harness.Contender(name, forward, backward, block=lambda o: o, group="torch")
 
 
+def threaded(name, threads):
+    """The row name of a PyTorch contender run with ``threads`` threads."""
+    return name if threads == 2 else f"{name} ({threads} thread{'s' * (threads > 1)})"
+
+
 def mlstm_rows(args, steps):
-    """``([(name, group, f)], {name: why skipped})`` at ``steps``; the first row
+    """``([(name, threads, f)], {name: why skipped})`` at ``steps``: ``threads``
+    None for a JAX row, PyTorch's thread count for a package row; the first row
     is the reference, rnnjax chunkwise."""
     c = args.chunk
-    rows = [(f"rnnjax chunkwise {c}", "jax", rnnjax_core("chunkwise", c))]
-    rows.append((f"rnnjax chunkwise {2 * c}", "jax", rnnjax_core("chunkwise", 2 * c)))
+    rows = [(f"rnnjax chunkwise {c}", None, rnnjax_core("chunkwise", c))]
+    if not args.quick:
+        rows.append(
+            (f"rnnjax chunkwise {2 * c}", None, rnnjax_core("chunkwise", 2 * c))
+        )
     skipped = {}
     quadratic = "(B, NH, T, T) float32 matrices: several GiB"
     if steps <= args.max_parallel:
-        rows.append(("rnnjax parallel", "jax", rnnjax_core("parallel")))
+        rows.append(("rnnjax parallel", None, rnnjax_core("parallel")))
     else:
         skipped["rnnjax parallel"] = quadratic
     if steps <= args.max_scan:
-        rows.append(("rnnjax scan", "jax", rnnjax_core("scan")))
+        rows.append(("rnnjax scan", None, rnnjax_core("scan")))
     else:
         skipped["rnnjax scan"] = f"T > {args.max_scan}: T sequential steps, slow"
-    rows.append(
-        (f"xlstm chunkwise_simple {c}", "torch", torch_core("chunkwise_simple", c))
-    )
+    torch_rows = [(f"xlstm chunkwise_simple {c}", torch_core("chunkwise_simple", c))]
     for kernel in ("native_autograd", "native_custbw"):
-        rows.append((f"mlstm_kernels {kernel} {c}", "torch", torch_core(kernel, c)))
+        torch_rows.append((f"mlstm_kernels {kernel} {c}", torch_core(kernel, c)))
     name = "xlstm parallel_stabilized_simple"
     if steps <= args.max_parallel:
-        rows.append((name, "torch", torch_core("parallel_stabilized_simple")))
+        torch_rows.append((name, torch_core("parallel_stabilized_simple")))
     else:
         skipped[name] = quadratic
+    for threads in args.torch_threads:
+        rows += [(threaded(n, threads), threads, f) for n, f in torch_rows]
     return rows, skipped
 
 
@@ -189,10 +203,7 @@ def mlstm_timings(args):
     for steps in args.times:
         inputs = mlstm_inputs(args, steps)
         rows, skipped = mlstm_rows(args, steps)
-        contenders = [
-            (jax_row if group == "jax" else torch_row)(name, f, inputs)
-            for name, group, f in rows
-        ]
+        contenders = [row(name, threads, f, inputs) for name, threads, f in rows]
         outputs = {c.name: np.asarray(c.forward()) for c in contenders}
         ref = outputs[contenders[0].name]
         medians = harness.measure(contenders, args.repeats, args.warmup)
@@ -251,16 +262,16 @@ def status_kib(key) -> int:
     raise RuntimeError(f"/proc/self/status has no {key}")
 
 
-def resident_rise(group, f, inputs) -> float:
+def resident_rise(threads, f, inputs) -> float:
     """MiB by which one forward+backward raises this process's peak resident set
     (run it in a fresh process: :func:`child_rss`). A JAX program is compiled
     first, so that the compiler's own peak is not counted."""
-    if group == "jax":
+    if threads is None:
         args = jax_args(inputs)
         compiled = jax_programs(f)[1].lower(*args).compile()
         run = lambda: jax.block_until_ready(compiled(*args))
     else:
-        run = torch_row("", f, inputs).backward
+        run = torch_row("", f, inputs, threads).backward
     pathlib.Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM
     base = status_kib("VmRSS")
     run()
@@ -284,8 +295,8 @@ def child_rss(args, name, steps) -> float | None:
 def rss_main(args) -> None:
     name, steps = args.rss[0], int(args.rss[1])
     rows, _ = mlstm_rows(args, steps)
-    [(group, f)] = [(g, f) for n, g, f in rows if n == name]
-    print(f"{resident_rise(group, f, mlstm_inputs(args, steps)):.1f}")
+    [(threads, f)] = [(t, f) for n, t, f in rows if n == name]
+    print(f"{resident_rise(threads, f, mlstm_inputs(args, steps)):.1f}")
 
 
 def memory_table(args) -> str:
@@ -299,7 +310,7 @@ def memory_table(args) -> str:
         f"rnnjax chunkwise {c}",
         f"xlstm chunkwise_simple {c}",
         f"mlstm_kernels native_custbw {c}",
-    ]
+    ][: args.rss_rows]
     head = ["T", *(f"{n} analysis" for n in analysed)]
     head += [f"{n} RSS" for n in measured] + ["q, k, v"]
     lines = [
@@ -333,7 +344,7 @@ def memory_table(args) -> str:
 # ------------------------------------------------------------------ sLSTM
 
 
-def slstm_rows(batch, steps, hidden, heads):
+def slstm_rows(batch, steps, hidden, heads, threads=(2,)):
     """The rnnjax rows (``unroll`` of ``rnnjax.slstm``, ``"auto"`` and ``"scan"``)
     and the package's: ``nn.Linear(H, 4H)`` then ``sLSTMCell`` with
     ``backend="vanilla"`` (float32; the same product and recurrence)."""
@@ -351,7 +362,6 @@ def slstm_rows(batch, steps, hidden, heads):
         rows.append(harness.jax_contender(f"rnnjax slstm {impl}", f, params, xs))
 
     torch.manual_seed(0)
-    torch.set_num_threads(2)
     config = sLSTMCellConfig(
         hidden_size=hidden,
         num_heads=heads,
@@ -363,28 +373,31 @@ def slstm_rows(batch, steps, hidden, heads):
     module = torch.nn.Sequential(torch.nn.Linear(hidden, 4 * hidden, bias=False))
     module.append(sLSTMCell(config))
     forward = lambda x: module(x)[0]
-    rows.append(
-        harness.Contender(
-            "xlstm sLSTMCell vanilla",
-            lambda: torch_forward(forward, xs_np),
-            lambda: torch_backward(module, forward, xs_np),
-            block=lambda o: o,
-            group="torch",
+    for t in threads:
+        rows.append(
+            harness.Contender(
+                threaded("xlstm sLSTMCell vanilla", t),
+                lambda t=t: torch_forward(forward, xs_np, t),
+                lambda t=t: torch_backward(module, forward, xs_np, t),
+                block=lambda o: o,
+                group="torch",
+            )
         )
-    )
     return rows
 
 
-def torch_forward(forward, xs_np):
+def torch_forward(forward, xs_np, threads):
     import torch
 
+    torch.set_num_threads(threads)
     with torch.no_grad():
         return forward(torch.from_numpy(xs_np))
 
 
-def torch_backward(module, forward, xs_np):
+def torch_backward(module, forward, xs_np, threads):
     import torch
 
+    torch.set_num_threads(threads)
     x = torch.from_numpy(xs_np).requires_grad_(True)
     for p in module.parameters():
         p.grad = None
@@ -407,7 +420,9 @@ def slstm_table(args):
     ]
     found = {}
     for hidden in args.slstm_hidden:
-        rows = slstm_rows(args.slstm_batch, args.slstm_time, hidden, args.heads)
+        rows = slstm_rows(
+            args.slstm_batch, args.slstm_time, hidden, args.heads, args.torch_threads
+        )
         results = harness.measure(rows, args.repeats, args.warmup)
         ref_f, ref_b = results["rnnjax slstm auto"]
         for name, (f, b) in results.items():
@@ -437,20 +452,29 @@ def parse_args(argv=None):
     p.add_argument("--max-scan", type=int, default=4096, help="rnnjax scan rows")
     p.add_argument("--memory-times", type=int, nargs="+", default=None)
     p.add_argument("--max-parallel-memory", type=int, default=16384)
-    p.add_argument("--max-rss", type=int, default=16384)
+    p.add_argument("--max-rss", type=int, default=16384, help="RSS up to this T")
+    p.add_argument("--rss-rows", type=int, default=3, help=argparse.SUPPRESS)
     p.add_argument("--slstm-batch", type=int, default=16)
     p.add_argument("--slstm-time", type=int, default=256)
     p.add_argument("--slstm-hidden", type=int, nargs="+", default=[128, 512])
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        nargs="+",
+        default=[2, 1],
+        help="PyTorch intra-op threads, a row each (2: the plain name)",
+    )
     p.add_argument("--parts", default="mlstm,memory,slstm", help="comma-separated")
     p.add_argument("--out", type=pathlib.Path, default=HERE / "results/xlstm_cpu.md")
     p.add_argument("--results", type=pathlib.Path, default=harness.RESULTS)
     p.add_argument("--rss", nargs=2, metavar=("ROW", "T"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.quick:
-        args.times, args.head_size, args.heads, args.chunk = [16, 32], 8, 2, 8
-        args.repeats, args.max_parallel, args.max_scan = 2, 32, 32
-        args.max_rss, args.slstm_batch, args.slstm_time = 16, 2, 8
-        args.slstm_hidden = [8]
+    if args.quick:  # one T, fewer rows, one thread, one RSS child (without torch)
+        args.times, args.head_size, args.heads, args.chunk = [16], 8, 2, 8
+        args.repeats, args.max_parallel, args.max_scan = 2, 16, 0
+        args.max_rss, args.rss_rows, args.torch_threads = 16, 1, [1]
+        args.memory_times = [16]
+        args.slstm_batch, args.slstm_time, args.slstm_hidden = 2, 8, [8]
     if args.memory_times is None:
         args.memory_times = [*args.times, args.times[-1] * 4]
     return args
@@ -473,32 +497,37 @@ def flags_line() -> str:
     return f"- CPU flags (rnnjax.hardware.cpu_flags): {' '.join(wanted) or 'none'}"
 
 
+def headline_row(label, ref, package) -> str:
+    """``| label | rnnjax f / b | best package f (row) | best b (row) | ratios |``
+    over the package's rows ``{name: (forward, fwd+bwd, ...)}``."""
+    best_f = min(package.items(), key=lambda kv: kv[1][0])
+    best_b = min(package.items(), key=lambda kv: kv[1][1])
+    return (
+        f"| {label} | {ref[0]:.1f} / {ref[1]:.1f} | {best_f[1][0]:.1f} "
+        f"({best_f[0]}) | {best_b[1][1]:.1f} ({best_b[0]}) | "
+        f"{best_f[1][0] / ref[0]:.2f} / {best_b[1][1] / ref[1]:.2f} |"
+    )
+
+
 def headline(args, timings, slstm) -> list[str]:
-    """One line per T (chunkwise against the package's best chunkwise), one per H."""
+    """One line per T (rnnjax chunkwise against the package's fastest chunkwise
+    row), one per sLSTM H (rnnjax auto against the package's fastest row)."""
     lines = []
     for steps, results, _ in timings:
         ref = results[f"rnnjax chunkwise {args.chunk}"]
-        torch_rows = {
+        package = {
             n: r for n, r in results.items() if "chunkwise" in n and "rnnjax" not in n
         }
-        best_f = min(torch_rows.items(), key=lambda kv: kv[1][0])
-        best_b = min(torch_rows.items(), key=lambda kv: kv[1][1])
-        lines.append(
-            f"| mLSTM T={steps:,} | {ref[0]:.1f} / {ref[1]:.1f} | "
-            f"{best_f[1][0]:.1f} ({best_f[0]}) | {best_b[1][1]:.1f} ({best_b[0]}) | "
-            f"{best_f[1][0] / ref[0]:.2f} / {best_b[1][1] / ref[1]:.2f} |"
-        )
+        lines.append(headline_row(f"mLSTM T={steps:,}", ref, package))
     for hidden, results in slstm.items():
-        ref, pkg = results["rnnjax slstm auto"], results["xlstm sLSTMCell vanilla"]
-        lines.append(
-            f"| sLSTM H={hidden} | {ref[0]:.1f} / {ref[1]:.1f} | {pkg[0]:.1f} | "
-            f"{pkg[1]:.1f} | {pkg[0] / ref[0]:.2f} / {pkg[1] / ref[1]:.2f} |"
-        )
+        package = {n: r for n, r in results.items() if "rnnjax" not in n}
+        ref = results["rnnjax slstm auto"]
+        lines.append(headline_row(f"sLSTM H={hidden}", ref, package))
     return lines
 
 
-def main():
-    args = parse_args()
+def main(argv=None):
+    args = parse_args(argv)
     if args.rss:
         return rss_main(args)
     started = time.time()
@@ -524,7 +553,8 @@ def main():
     args.out.write_text("\n\n".join([title, *sections, "\n".join(env)]) + "\n")
     print(f"wrote {args.out}")
     block = [
-        "### xLSTM against the `xlstm` package (generated by `benchmarks/xlstm_cpu.py`)",
+        "### xLSTM against the `xlstm` package "
+        "(generated by `benchmarks/xlstm_cpu.py`)",
         "",
         f"Median ms, forward / fwd+bwd; mLSTM core B={args.batch} NH={args.heads} "
         f"DH={args.head_size}, rnnjax chunkwise (chunk {args.chunk}) against the "
@@ -533,7 +563,8 @@ def main():
         f"Ratios above 1: rnnjax is faster. All tables, memory against T: "
         f"[{args.out.name}](results/{args.out.name}).",
         "",
-        "| workload | rnnjax ms | torch forward ms | torch fwd+bwd ms | torch / rnnjax |",
+        "| workload | rnnjax ms | package forward ms | package fwd+bwd ms | "
+        "package / rnnjax |",
         "|---|---:|---:|---:|---:|",
         *headline(args, timings, slstm),
         "",
