@@ -259,6 +259,14 @@ def test_quick_xlstm_cpu_writes_its_tables_and_its_block(tmp_path):
     )
     assert "| mLSTM T=16 | " in block and "| sLSTM H=8 | " in block
     assert "[x.md](results/x.md)" in block
+    # --render: the block again from the tables alone (their rounded numbers)
+    results.write_text("<!-- xlstm_cpu:start -->\n<!-- xlstm_cpu:end -->\n")
+    _xlstm_cpu().main(
+        ["--render", "--quick", "--out", str(out), "--results", str(results)]
+    )
+    rendered = results.read_text()
+    for line in ("| mLSTM T=16 | ", "| sLSTM H=8 | ", "- command: `python benchmarks"):
+        assert rendered.count(line) == 1, line
 
 
 def test_the_xlstm_block_is_on_the_results_page():
