@@ -48,10 +48,11 @@ def test_quick_suite_writes_the_marked_block_and_a_chart(tmp_path):
     assert chart.read_bytes().startswith(b"\x89PNG")
 
 
-def test_at_most_seven_scripts_beside_the_harness():
-    # Seven since kernel_table.py (issue 13: the per-step program, generated).
+def test_at_most_eight_scripts_beside_the_harness():
+    # Seven since kernel_table.py (issue 13: the per-step program, generated);
+    # eight since xlstm_cpu.py (xLSTM against the xlstm package).
     scripts = sorted(p.name for p in BENCH.glob("*.py") if p.name != "harness.py")
-    assert len(scripts) <= 7, scripts
+    assert len(scripts) <= 8, scripts
     assert (BENCH / "harness.py").exists()
     assert not (BENCH / "chunked_projection.py").exists()  # superseded, removed
 
@@ -211,3 +212,68 @@ def test_the_kernel_table_is_in_the_docs():
     assert "- command: `python benchmarks/kernel_table.py" in block
     assert "| TPU v5e |" in block and "| H200 (sm_90) |" in block
     assert "model, not a measurement" in block
+
+
+def _xlstm_cpu():
+    name = "benchmarks_xlstm_cpu"
+    if name not in sys.modules:
+        _harness()
+        sys.modules.setdefault("harness", sys.modules["benchmarks_harness"])
+        spec = importlib.util.spec_from_file_location(name, BENCH / "xlstm_cpu.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+def test_quick_xlstm_cpu_writes_its_tables_and_its_block(tmp_path):
+    """``xlstm_cpu.py --quick`` in this process (its one RSS child runs apart):
+    every part's table, the rows agreeing on ``h``, the marked block replaced."""
+    pytest.importorskip("xlstm")
+    out, results = tmp_path / "x.md", tmp_path / "RESULTS.md"
+    results.write_text(
+        "# kept\n<!-- xlstm_cpu:start -->\nold\n<!-- xlstm_cpu:end -->\n"
+    )
+    _xlstm_cpu().main(["--quick", "--out", str(out), "--results", str(results)])
+    text = out.read_text()
+    for row in (
+        "| 16 | rnnjax chunkwise 8 | ",
+        "| 16 | rnnjax parallel | ",
+        "| 16 | rnnjax scan | skipped: T > 0",
+        "| 16 | mlstm_kernels native_custbw 8 (1 thread) | ",
+        "| 16 | xlstm parallel_stabilized_simple (1 thread) | ",
+        "| 8 | rnnjax slstm scan | ",
+        "| 8 | xlstm sLSTMCell vanilla (1 thread) | ",
+        "- command: `python benchmarks/xlstm_cpu.py --quick`",
+        "- CPU flags (rnnjax.hardware.cpu_flags): ",
+    ):
+        assert row in text, row
+    mlstm, memory = text.split("peak memory")
+    errors = re.findall(r"^\| 16 \| .* \| ([0-9.e+-]+) \|$", mlstm, flags=re.M)
+    assert len(errors) == 6 and max(map(float, errors)) < 1e-4, errors
+    memory = re.search(r"^\| 16 \| (.*) \| ([0-9.]+) \|$", memory, flags=re.M)
+    assert memory and "-" not in memory.group(1), memory
+    block = results.read_text()
+    assert (
+        block.startswith("# kept\n<!-- xlstm_cpu:start -->\n### xLSTM")
+        and "old" not in block
+    )
+    assert "| mLSTM T=16 | " in block and "| sLSTM H=8 | " in block
+    assert "[x.md](results/x.md)" in block
+    # --render: the block again from the tables alone (their rounded numbers)
+    results.write_text("<!-- xlstm_cpu:start -->\n<!-- xlstm_cpu:end -->\n")
+    _xlstm_cpu().main(
+        ["--render", "--quick", "--out", str(out), "--results", str(results)]
+    )
+    rendered = results.read_text()
+    for line in ("| mLSTM T=16 | ", "| sLSTM H=8 | ", "- command: `python benchmarks"):
+        assert rendered.count(line) == 1, line
+
+
+def test_the_xlstm_block_is_on_the_results_page():
+    text = (BENCH / "RESULTS.md").read_text()
+    start, end = "<!-- xlstm_cpu:start -->", "<!-- xlstm_cpu:end -->"
+    assert text.count(start) == 1 and text.count(end) == 1
+    block = text.split(start, 1)[1].split(end, 1)[0]
+    assert "- command: `python benchmarks/xlstm_cpu.py" in block
+    assert "(results/xlstm_cpu.md)" in block
+    assert (BENCH / "results" / "xlstm_cpu.md").exists()

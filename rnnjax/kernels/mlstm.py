@@ -272,11 +272,14 @@ def chunk_outputs(q, k, v, i_pre, log_f, carry, eps):
     d = jnp.exp(log_d - m[..., None])
     w0 = jnp.exp(log_w0 - m)
     s = jnp.einsum("...td,...jd->...tj", q, k) * d
-    num = jnp.einsum("...tj,...jv->...tv", s, v)
-    num = num + w0[..., None] * jnp.einsum("...tk,...kv->...tv", q, C0)
     qn = jnp.sum(s, axis=-1) + w0 * jnp.einsum("...tk,...k->...t", q, n0)
     den = jnp.maximum(jnp.abs(qn), jnp.exp(-m)) + eps
-    return num / den[..., None]
+    # Normalised before the product with v, as the xlstm package does. Dividing
+    # the product instead (``(s @ v) / den``) is the same maths, but XLA:CPU
+    # (jax 0.10.2) miscompiled it under jit for T >= 1024 with 4 heads: values
+    # up to 1e31, different in each process (tests/kernels/test_mlstm_forms.py).
+    h = jnp.einsum("...tj,...jv->...tv", s / den[..., None], v)
+    return h + (w0 / den)[..., None] * jnp.einsum("...tk,...kv->...tv", q, C0)
 
 
 def chunk_end_state(k, v, i_pre, log_f, carry):

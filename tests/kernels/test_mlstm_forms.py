@@ -339,3 +339,27 @@ def test_core_argument_errors():
             core.mlstm_sequence(*a, **kw)
     with pytest.raises(ValueError, match="chunk_size"):
         core.mlstm_chunkwise(*args, chunk_size=-1)
+
+
+def test_parallel_form_under_jit_at_a_thousand_steps():
+    # XLA:CPU (jax 0.10.2) miscompiled ``(s @ v) / den`` under jit at T = 1024
+    # with 4 heads of 64 and a zero carry built inside the jitted function
+    # (values up to 1e31); the form now normalises s before the product.
+    B, NH, T, DH = 1, 4, 1024, 64
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((B, NH, T, DH), np.float32) for _ in "qkv")
+    i_pre = rng.standard_normal((B, NH, T), np.float32)
+    f_pre = (3.0 + rng.standard_normal((B, NH, T))).astype(np.float32)
+    args = (q, k / np.float32(8.0), v, i_pre, f_pre)
+
+    def zero_carry():
+        return rnnjax.MLSTMState(
+            jnp.zeros((B, NH, DH, DH)), jnp.zeros((B, NH, DH)), jnp.zeros((B, NH))
+        )
+
+    def form(fn):
+        return jax.jit(lambda *a: fn(*a, zero_carry())[1])(*args)
+
+    parallel, chunkwise = form(core.mlstm_parallel), form(core.mlstm_chunkwise)
+    scale = float(jnp.max(jnp.abs(chunkwise)))
+    assert float(jnp.max(jnp.abs(parallel - chunkwise))) < 1e-4 * scale
