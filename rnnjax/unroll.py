@@ -156,7 +156,7 @@ def unroll(
         )
     xs = xs if time_major else jnp.moveaxis(xs, time_axis, 0)
     carry = _match_batch_sharding(carry, xs, len(batch_shape))
-    carry = _match_varying_axes(carry, (params, xs, resets, rec_mask))
+    carry = match_varying_axes(carry, (params, xs, resets, rec_mask))
     order = None
     if reverse:
         order = kernels.scan.reversal_order(num_steps, lengths, len(batch_shape))
@@ -252,7 +252,7 @@ def _match_batch_sharding(carry, xs, batch_ndim):
     return jax.tree.map(reshard, carry)
 
 
-def _match_varying_axes(carry, operands):
+def match_varying_axes(carry, operands):
     """Inside ``jax.shard_map``: makes every carry leaf vary over the manual mesh
     axes that any operand varies over, as the carry after one step does (a zero
     initial carry varies over none), so that the loop's carry keeps one type."""

@@ -32,9 +32,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax import _validate
-from rnnjax.cells.base import check_positive_int, expand, linear, varying_axes
+from rnnjax.cells.base import check_positive_int, expand, linear
 from rnnjax.layers.directional import check_dropout_key, check_options
-from rnnjax.unroll import UnrollOptions
+from rnnjax.unroll import UnrollOptions, match_varying_axes
 
 Array = jax.Array
 
@@ -351,21 +351,6 @@ def apply_model(
     if valid is not None:
         ys = jnp.where(valid[..., None], ys, jnp.zeros((), ys.dtype))
     return carry, ys
-
-
-def match_varying_axes(carry, operands):
-    """``carry`` varying over every manual mesh axis ``operands`` vary over
-    (inside ``jax.shard_map``; a no-op elsewhere), so that the scans' carries keep
-    one type: a zero initial carry does not vary, the data-parallel inputs do."""
-    axes = frozenset().union(*(varying_axes(x) for x in jax.tree.leaves(operands)))
-    if not axes:
-        return carry
-
-    def cast(leaf):
-        missing = tuple(sorted(axes - varying_axes(leaf)))
-        return lax.pcast(leaf, missing, to="varying") if missing else leaf
-
-    return jax.tree.map(cast, carry)
 
 
 def check_params(model, params) -> None:

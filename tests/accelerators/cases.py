@@ -161,7 +161,16 @@ KERNEL_FACTORS = {
 }
 # The sizes at which every target compiles the Pallas kernels.
 SWEEP_H = {"tpu": (256, 1024), "gpu": (64, 1024)}
-CONFIGS = ("char_lstm", "adding_lstm", "jsb_lstm", "jsb_gru", "temporal_order_lstm")
+# The shipped configs whose train step compiles: the RNN ones and the xLSTM stack
+# (the MQAR configs add no other program: an LSTM, an xLSTM stack).
+CONFIGS = (
+    "char_lstm",
+    "adding_lstm",
+    "jsb_lstm",
+    "jsb_gru",
+    "temporal_order_lstm",
+    "xlstm_char",
+)
 # Where each model and train step compiles by default (everywhere with
 # RNNJAX_COMPILE_ALL=1): each on one target, the GPUs' compiles costing about
 # three times the TPUs'.
@@ -172,6 +181,7 @@ TRAIN_TARGETS = {
     "jsb_lstm": "tpu_v5p",
     "jsb_gru": "tpu_v6e",
     "temporal_order_lstm": "tpu_v4",
+    "xlstm_char": "tpu_v4",
 }
 # The deal of the cells over the targets, round robin: each GPU once for every
 # four TPU cells (a GPU compile costs about three times a TPU one).

@@ -18,7 +18,7 @@ mLSTM Pallas kernel at head sizes 64 to 256 and ``T`` up to 4096 (and one size
 past the smaller chip's memory, refused there, compiled on the larger); a 2-layer
 bidirectional stack with dropout; the linen and NNX ``RNN``; the train step of
 every shipped config. The full product is thousands of compiles, so by default a
-covering set runs (143 cases, each target a share; the rule is in
+covering set runs (144 cases, each target a share; the rule is in
 ``cases``): each cell with all its impls on one target, the kernel factors
 pairwise (every pair of values of any two factors, the target one of them) plus
 the Pallas kernels' forward and backward on every target at the sizes where the
