@@ -9,7 +9,6 @@ import shlex
 import subprocess
 import sys
 
-import jax
 import pytest
 
 from tests.conftest import FAST_COMPILE
@@ -25,16 +24,6 @@ BLOCKS = [
 
 def test_readme_has_examples():
     assert len(BLOCKS) >= 3
-
-
-@pytest.fixture
-def fast_compile():
-    """XLA's cheaper passes, as FAST_COMPILE gives the subprocess tests: the
-    examples' time is compiling, not running."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
