@@ -30,9 +30,11 @@ def check(name, f, args, sharded_args):
     def loss(*a):
         return sum(jnp.sum(jnp.sin(leaf)) for leaf in jax.tree.leaves(f(*a)))
 
-    want = jax.jit(f)(*args), jax.jit(jax.grad(loss))(*args)
+    # One program for the values and the gradients (half the compilations).
+    both = jax.jit(lambda *a: (f(*a), jax.grad(loss)(*a)))
+    want = both(*args)
     with jax.set_mesh(MESH):
-        got = jax.jit(f)(*sharded_args), jax.jit(jax.grad(loss))(*sharded_args)
+        got = both(*sharded_args)
     for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=2e-5, atol=2e-6)
     specs = {str(jax.typeof(leaf).sharding.spec) for leaf in jax.tree.leaves(got[0])}
@@ -131,11 +133,12 @@ def main():
             in_specs=specs,
             out_specs=P(),
         )
-        want = (
-            jax.jit(f)(params, xs, lengths),
-            jax.jit(jax.grad(loss))(params, xs, lengths),
+        want = jax.jit(lambda *a, f=f, loss=loss: (f(*a), jax.grad(loss)(*a)))(
+            params, xs, lengths
         )
-        got = jax.jit(fwd)(params, xs, lengths), jax.jit(grad)(params, xs, lengths)
+        got = jax.jit(lambda *a, fwd=fwd, grad=grad: (fwd(*a), grad(*a)))(
+            params, xs, lengths
+        )
         for a, b in zip(jax.tree.leaves(want), jax.tree.leaves(got), strict=True):
             np.testing.assert_allclose(
                 np.asarray(b), np.asarray(a), rtol=2e-5, atol=2e-6

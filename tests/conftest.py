@@ -78,3 +78,13 @@ def assert_close(a, b, what, tol=1e-5):
 # The environment of subprocess tests that run tiny programs: XLA's optimisation
 # passes cost them more compile time than they save in run time.
 FAST_COMPILE = {"JAX_DISABLE_MOST_OPTIMIZATIONS": "1"}
+
+
+@pytest.fixture
+def fast_compile():
+    """In-process FAST_COMPILE, for tests whose time is compiling (not running) a
+    few programs: XLA's cheaper passes, the setting restored afterwards."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)

@@ -7,6 +7,9 @@ import pytest
 
 import rnnjax
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 INPUT = 3
 
 

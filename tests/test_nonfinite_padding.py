@@ -11,6 +11,9 @@ import pytest
 import rnnjax
 from rnnjax.kernels import Pallas, cudnn
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 B, T, I, H = 2, 5, 3, 4
 LENGTHS = jnp.array([3, 5])
 

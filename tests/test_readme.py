@@ -27,7 +27,7 @@ def test_readme_has_examples():
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example_runs(index):
+def test_readme_example_runs(index, fast_compile):
     exec(compile(BLOCKS[index], f"README.md example {index}", "exec"), {})
 
 

@@ -9,6 +9,9 @@ import rnnjax
 from tests.conftest import assert_close, randomize
 from tests.kernels._compare import jit_fast, random_like
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 CELLS = {
     "lstm": lambda: rnnjax.lstm(6),  # fused kernel inside each chunk
     "gru_cho": lambda: rnnjax.gru(6, reset_after=False),  # plain scan

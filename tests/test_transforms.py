@@ -9,6 +9,9 @@ import pytest
 import rnnjax
 from tests.conftest import randomize
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 H, INPUT = 4, 4
 CELLS = {
     "simple_rnn": lambda **kw: rnnjax.simple_rnn(H, **kw),

@@ -11,6 +11,9 @@ from hypothesis import strategies as st
 import rnnjax
 from tests.conftest import randomize
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 CELLS = {
     "simple_rnn": lambda: rnnjax.simple_rnn(4),
     "lstm": lambda: rnnjax.lstm(4),

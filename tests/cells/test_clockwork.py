@@ -21,6 +21,9 @@ from rnnjax.cells.clockwork import ClockworkState, clockwork_rnn
 from tests.cells import _reference as ref
 from tests.conftest import randomize
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 I, H, G = 3, 6, 3
 M = H // G
 NUM_STEPS = 9

@@ -23,6 +23,9 @@ from rnnjax.cells.conv_lstm import conv_lstm
 from tests.cells import _reference as ref
 from tests.conftest import randomize
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 C, H = 3, 4
 NUM_STEPS = 4
 

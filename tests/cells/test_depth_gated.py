@@ -20,6 +20,9 @@ from rnnjax.cells.depth_gated import DepthGatedLSTM, depth_gated_lstm
 from tests.cells import _reference as ref
 from tests.conftest import randomize
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 I, H = 4, 5
 BATCH_SHAPES = [(), (2,)]
 BATCH_IDS = ["unbatched", "B2"]

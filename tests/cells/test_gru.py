@@ -23,6 +23,9 @@ import pytest
 import rnnjax
 from tests.cells import _reference as ref
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 I, H = 4, 5
 
 

@@ -24,6 +24,9 @@ import pytest
 import rnnjax
 from tests.cells import _reference as ref
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 I, H, P = 4, 5, 3
 
 # (option name -> rnnjax.lstm keyword arguments). Greff et al.'s names where they

@@ -25,6 +25,9 @@ import pytest
 import rnnjax
 from tests.cells import _reference as ref
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 H = 5
 I_OTHER = 4  # an input size != H
 

@@ -18,6 +18,9 @@ from tests.conftest import assert_close, randomize
 torch = pytest.importorskip("torch")
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 B, T, IN, H, P = 3, 5, 3, 4, 2
 LENGTHS = (2, 5, 4)  # one short, one full length, not sorted
 KINDS = ("rnn_tanh", "rnn_relu", "lstm", "lstmp", "gru")

@@ -20,6 +20,9 @@ import pytest
 from rnnjax.models import attention
 from tests.conftest import randomize
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 Q, D, A, N = 5, 3, 6, 7  # query, annotation, attention features; annotations
 H, I, T = 5, 4, 4  # decoder hidden, input features, steps
 TOL = 1e-5

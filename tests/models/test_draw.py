@@ -28,6 +28,9 @@ from rnnjax.data import load_digits
 from rnnjax.models.draw import DRAW, apply_read, apply_write, filterbank, glimpse
 from tests.conftest import assert_close, randomize
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 IMAGE = (6, 5)  # (height, width): not square, so the two axes cannot be swapped
 T, H, Z, N, M = 3, 7, 4, 3, 2
 

@@ -277,7 +277,7 @@ def sine_data(seed=0, B=16, T_=10):
 
 
 @pytest.mark.parametrize("prior", ["learned", "fixed"], ids=["vrnn", "storn"])
-def test_training_improves_elbo(prior):
+def test_training_improves_elbo(prior, fast_compile):
     m = gen.vrnn(1, 2, 16, feature_size=16, prior=prior)
     xs = sine_data()
     params = m.init(jax.random.key(0))

@@ -18,7 +18,7 @@ from tests.train._configs import ROOT, TINY, tiny
 
 
 @pytest.mark.slow
-def test_char_run_resume_eval_and_sample(tmp_path, text_file):
+def test_char_run_resume_eval_and_sample(tmp_path, text_file, fast_compile):
     workdir = tmp_path / "run"
     config = tiny("char_lstm", text_file)
     results = experiment.train_and_evaluate(config, workdir, progress=False)

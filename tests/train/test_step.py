@@ -13,6 +13,9 @@ import pytest
 import rnnjax
 from rnnjax import train
 
+# Their time is compiling small programs: XLA's cheaper passes (conftest).
+pytestmark = pytest.mark.usefixtures("fast_compile")
+
 B, T, H = 16, 8, 16
 MODEL = rnnjax.stack(rnnjax.lstm(H))
 

@@ -52,7 +52,9 @@ def test_a_small_file(tmp_path):
         experiment.build(configs.override(config, [("data.path", str(empty))]))
 
 
-def test_jsb_config_runs_from_any_directory_on_the_shipped_data(tmp_path, monkeypatch):
+def test_jsb_config_runs_from_any_directory_on_the_shipped_data(
+    tmp_path, monkeypatch, fast_compile
+):
     """The JSB configs' default data is the copy rnnjax ships: they train offline
     from any directory, and the saved config keeps the empty path."""
     monkeypatch.chdir(tmp_path)

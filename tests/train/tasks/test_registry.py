@@ -85,7 +85,7 @@ def test_the_built_in_tasks():
         assert task.get_config().task == name
 
 
-def test_a_new_task_trains_through_the_trainer(running_sum, tmp_path):
+def test_a_new_task_trains_through_the_trainer(running_sum, tmp_path, fast_compile):
     config = running_sum.get_config()
     schema.check_config(config)
     exp = experiment.build(config)

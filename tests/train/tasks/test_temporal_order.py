@@ -9,7 +9,7 @@ from rnnjax.train.tasks import temporal_order
 from tests.train._configs import tiny
 
 
-def test_temporal_order_run_and_metrics(tmp_path):
+def test_temporal_order_run_and_metrics(tmp_path, fast_compile):
     extra = [("seq_len", "20"), ("data.eval_batches", "2"), ("data.num_relevant", "3")]
     config = tiny("temporal_order_lstm", extra=extra)
     exp = experiment.build(config)
