@@ -51,6 +51,7 @@ def demo_cells(hidden: int):
         ("grid_lstm(depth 2)", rnnjax.grid_lstm(h, 2)),
         ("min_gru", rnnjax.min_gru(h)),
         ("min_lstm", rnnjax.min_lstm(h)),
+        ("slstm(1 head)", rnnjax.slstm(h, num_heads=1)),
         ("mlstm(1 head)", rnnjax.mlstm(h, num_heads=1)),
     ]
 

@@ -9,8 +9,11 @@ import jax.numpy as jnp
 import rnnjax
 from rnnjax import demo
 
+# The cell constructors (grid_block and headwise_linear are building blocks).
 FACTORIES = [
-    name for name in rnnjax.cells.__all__ if name[0].islower() and name != "grid_block"
+    name
+    for name in rnnjax.cells.__all__
+    if name[0].islower() and name not in ("grid_block", "headwise_linear")
 ]
 TINY = argparse.Namespace(batch=2, time=4, input=3, hidden=4, repeats=1)
 
