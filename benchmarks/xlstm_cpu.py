@@ -583,7 +583,7 @@ def write_results(args, timings, slstm, provenance) -> None:
         "package's fastest pure-PyTorch chunkwise row; sLSTM B="
         f"{args.slstm_batch} T={args.slstm_time} against `sLSTMCell` vanilla. "
         "Ratios above 1: rnnjax is faster. All rows (PyTorch at 2 and 1 threads), "
-        f"memory against T: [{args.out.name}](results/{args.out.name}).",
+        f"memory against T: `benchmarks/results/{args.out.name}`.",
         "",
         "| workload | rnnjax ms | package forward ms | package fwd+bwd ms | "
         "package / rnnjax |",

@@ -275,5 +275,5 @@ def test_the_xlstm_block_is_on_the_results_page():
     assert text.count(start) == 1 and text.count(end) == 1
     block = text.split(start, 1)[1].split(end, 1)[0]
     assert "- command: `python benchmarks/xlstm_cpu.py" in block
-    assert "(results/xlstm_cpu.md)" in block
+    assert "`benchmarks/results/xlstm_cpu.md`" in block
     assert (BENCH / "results" / "xlstm_cpu.md").exists()
