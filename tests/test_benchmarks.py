@@ -258,7 +258,7 @@ def test_quick_xlstm_cpu_writes_its_tables_and_its_block(tmp_path):
         and "old" not in block
     )
     assert "| mLSTM T=16 | " in block and "| sLSTM H=8 | " in block
-    assert "[x.md](results/x.md)" in block
+    assert "`benchmarks/results/x.md`" in block
     # --render: the block again from the tables alone (their rounded numbers)
     results.write_text("<!-- xlstm_cpu:start -->\n<!-- xlstm_cpu:end -->\n")
     _xlstm_cpu().main(

@@ -8,7 +8,7 @@ store and retrieve; the xLSTM paper (Beck et al. 2024, Section 4.1) uses it to s
 that the mLSTM's matrix memory recalls where scalar-memory RNNs cannot.
 
 Layout (legend: ``B`` batch, ``T`` time; ``N`` = ``num_kv_pairs``, ``V`` =
-``vocab_size``), for one row::
+``vocab_size``), for one row:
 
     position  0   1   2   3  ... 2N-2 2N-1 | 2N ... T-1
     input     k1  v1  k2  v2 ... kN   vN   | filler, with k_j at 2N + 2 g_j
