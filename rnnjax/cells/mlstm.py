@@ -51,8 +51,7 @@ import jax
 import jax.numpy as jnp
 
 from rnnjax.cells.base import CellBase, Initializers, check_positive_int
-
-FORGET_GATES = ("sigmoid", "exp")
+from rnnjax.cells.slstm import check_heads
 
 
 class MLSTMState(NamedTuple):
@@ -133,16 +132,7 @@ class ParallelFormCell(CellBase):
 
     def __post_init__(self):
         super().__post_init__()
-        check_positive_int(self.num_heads, "num_heads")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"num_heads: expected a divisor of hidden_size={self.hidden_size}, "
-                f"got {self.num_heads}"
-            )
-        if self.forget_gate not in FORGET_GATES:
-            raise ValueError(
-                f"forget_gate: expected one of {FORGET_GATES}, got {self.forget_gate!r}"
-            )
+        check_heads(self.hidden_size, self.num_heads, self.forget_gate)
         check_positive_int(self.chunk_size, "chunk_size")
         if (
             isinstance(self.eps, bool)

@@ -61,6 +61,22 @@ FORGET_GATES = ("sigmoid", "exp")
 FORGET_BIAS_SCHEMES = ("powerlaw_blockdependent", "small_init")
 
 
+def check_heads(hidden_size: int, num_heads, forget_gate) -> None:
+    """The xLSTM cells' shared checks: ``num_heads`` a positive divisor of
+    ``hidden_size`` and ``forget_gate`` one of `FORGET_GATES`; ValueError naming
+    the argument otherwise."""
+    check_positive_int(num_heads, "num_heads")
+    if hidden_size % num_heads:
+        raise ValueError(
+            f"num_heads: expected a divisor of hidden_size={hidden_size}, "
+            f"got {num_heads}"
+        )
+    if forget_gate not in FORGET_GATES:
+        raise ValueError(
+            f"forget_gate: expected one of {FORGET_GATES}, got {forget_gate!r}"
+        )
+
+
 class SLSTMState(NamedTuple):
     """sLSTM carry, each ``(*B, H)``: cell ``c``, normaliser ``n``, stabiliser
     ``m`` and output ``h`` (all zero initially)."""
@@ -159,16 +175,7 @@ class SLSTM(FusedFormCell):
 
     def __post_init__(self):
         super().__post_init__()
-        check_positive_int(self.num_heads, "num_heads")
-        if self.hidden_size % self.num_heads:
-            raise ValueError(
-                f"num_heads: expected a divisor of hidden_size={self.hidden_size}, "
-                f"got {self.num_heads}"
-            )
-        if self.forget_gate not in FORGET_GATES:
-            raise ValueError(
-                f"forget_gate: expected one of {FORGET_GATES}, got {self.forget_gate!r}"
-            )
+        check_heads(self.hidden_size, self.num_heads, self.forget_gate)
         fb = self.forget_bias
         if not (
             fb in FORGET_BIAS_SCHEMES

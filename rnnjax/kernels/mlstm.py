@@ -45,7 +45,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from rnnjax.cells.base import check_positive_int
-from rnnjax.cells.mlstm import FORGET_GATES, MLSTMState, log_forget, mlstm_step
+from rnnjax.cells.mlstm import MLSTMState, log_forget, mlstm_step
+from rnnjax.cells.slstm import FORGET_GATES
 from rnnjax.kernels.scan import broadcast_mask, tree_where
 
 FORMS = ("scan", "parallel", "chunkwise", "auto")
